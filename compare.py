@@ -1,0 +1,141 @@
+"""The paper's comparisons and the ablations it left open, rerun on the toy set (issue 5).
+
+    python compare.py                          # every row, 3 seeds: about 60 min on 2 CPU cores
+    python compare.py --rows small,small+KD --seeds 0 --extra --epochs 1
+
+Each row is one train.py command, run once per seed (--seed; the toy set's fixed content split,
+so the spread is that of training alone). The teacher is trained first (--student none) and its
+last.pt is the --teacher-ckpt of every distilled row of the same seed. A row's result is its
+final evaluation (out/predictions.csv after the last epoch), never the best epoch, which would be
+chosen on the test set. The cross-codec rows take the same last.pt and evaluate it on the VVC
+encodes of the test contents (toy_vvc.csv: a codec no model saw in training).
+
+Finished runs are kept under --out and reused; an interrupted one is resumed. The table
+(median [min, max] over seeds of SRCC and PLCC) goes to stdout and to OUT/results.md.
+"""
+import argparse
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import metrics
+
+p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+p.add_argument("--seeds", default="0,1,2")
+p.add_argument("--rows", default=None, help="comma-separated row names (default: all)")
+p.add_argument("--out", default="runs/compare")
+p.add_argument("--data-root", default=os.path.join("data", "toy"))
+p.add_argument("--jobs", type=int, default=2, help="train.py runs at once (threads split between them)")
+p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="passed to every train.py run (last)")
+args = p.parse_args()
+
+# Reduced from the quick profile to fit ~30 runs in about an hour of a 2-core CPU: 56 x 56 crops,
+# the teacher trained for 2 epochs, then every student row for 1 (about 100 steps of 8 clips).
+COMMON = ["--data", "toy", "--data-root", args.data_root, "--split", "official", "--size", "56"]
+TEACHER = ["--epochs", "1", "--teacher-ckpt", "{out}/teacher-s{seed}/last.pt"]
+ALONE = ["--epochs", "1", "--teacher", "none"]
+ROWS = {  # name -> (train.py arguments, what it shows)
+    "teacher": (["--student", "none", "--teacher", "small", "--epochs", "2"], "the teacher alone (all of it trained)"),
+    "small": (["--student", "small", *ALONE], "ViT-S student, no distillation"),
+    "small+KD": (["--student", "small", *TEACHER], "ViT-S distilled (the paper's loss)"),
+    "base": (["--student", "base", *ALONE], "ViT-B student, no distillation"),
+    "base+KD": (["--student", "base", *TEACHER], "ViT-B distilled"),
+    "conv": (["--student", "conv", *ALONE], "(2+1)-D CNN student, no distillation"),
+    "conv+KD": (["--student", "conv", *TEACHER], "(2+1)-D CNN distilled (heterogeneous)"),
+    "small+KD -align": (["--student", "small", *TEACHER, "--w-align", "0"], "ablation: no alignment term"),
+    "small+KD -teacher": (["--student", "small", *TEACHER, "--w-teacher", "0"], "ablation: no teacher L2 term"),
+    "small+KD align->T": (["--student", "small", *TEACHER, "--align-to-teacher"],
+                          "ablation: alignment gradient reaches the teacher (authors' code)"),
+}
+CROSS = ("teacher", "small", "small+KD", "conv", "conv+KD")  # also evaluated on the held-out VVC encodes
+seeds = [int(s) for s in args.seeds.split(",")]
+rows = args.rows.split(",") if args.rows else list(ROWS)
+if unknown := set(rows) - set(ROWS) - {f"{r} on VVC" for r in CROSS}:
+    sys.exit(f"unknown rows {sorted(unknown)}; known: {list(ROWS)}")
+if any("KD" in r for r in rows) and "teacher" not in rows:
+    rows.insert(0, "teacher")  # the distilled rows need it
+
+
+ENV = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // args.jobs)))
+
+
+def folder(row, seed):
+    return os.path.join(args.out, f"{row.replace(' ', '_').replace('>', '')}-s{seed}")
+
+
+def train(row, seed):
+    """Run (or resume, or reuse) one train.py run; return its folder."""
+    out = folder(row, seed)
+    cmd = [sys.executable, "train.py", *COMMON, *(a.format(out=args.out, seed=seed) for a in ROWS[row][0]),
+           "--seed", str(seed), "--out", out, *args.extra]
+    if done(out):
+        return out
+    if os.path.exists(os.path.join(out, "last.pt")):
+        cmd.append("--resume")
+    print(f"[{time.strftime('%H:%M:%S')}] {row} seed {seed}: {' '.join(cmd[1:])}", flush=True)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "log.txt"), "a") as log:
+        if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=ENV).returncode:
+            sys.exit(f"{row} seed {seed} failed: see {out}/log.txt")
+    open(os.path.join(out, "DONE"), "w").close()
+    return out
+
+
+def done(out):
+    return os.path.exists(os.path.join(out, "DONE"))
+
+
+def cross_codec(row, seed):
+    """Evaluate a finished run's last.pt on toy_vvc.csv, in a folder of its own."""
+    src, out = folder(row, seed), folder(f"{row} on VVC", seed)
+    if not done(out):
+        os.makedirs(out, exist_ok=True)
+        shutil.copy(os.path.join(src, "last.pt"), os.path.join(out, "last.pt"))
+        cmd = [sys.executable, "train.py", *COMMON, *(a.format(out=args.out, seed=seed) for a in ROWS[row][0]),
+               "--seed", str(seed), "--out", out, *args.extra, "--resume", "--eval-only",
+               "--test-labels", os.path.join(args.data_root, "toy_vvc.csv")]
+        with open(os.path.join(out, "log.txt"), "w") as log:
+            if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=ENV).returncode:
+                sys.exit(f"{row} on VVC seed {seed} failed: see {out}/log.txt")
+        open(os.path.join(out, "DONE"), "w").close()
+    return out
+
+
+def result(out, column):
+    """SRCC/PLCC (logistic) of one column of a run's predictions.csv, recomputed with metrics.py."""
+    with open(os.path.join(out, "predictions.csv")) as f:
+        got = [(float(r["mos"]), float(r[column])) for r in csv.DictReader(f)]
+    return metrics.evaluate([s for _, s in got], [m for m, _ in got])
+
+
+t0 = time.time()
+train_rows = [r for r in rows if r in ROWS]
+cross_rows = [r for r in CROSS if r in train_rows and (args.rows is None or f"{r} on VVC" in rows or r in rows)]
+slow_first = sorted(train_rows, key=lambda r: (r != "teacher", "base" not in r))
+with ThreadPoolExecutor(args.jobs) as pool:  # the distilled rows wait for the teachers they load
+    list(pool.map(lambda job: train(*job), [(r, s) for r in slow_first for s in seeds if "KD" not in r]))
+    list(pool.map(lambda job: train(*job), [(r, s) for r in slow_first for s in seeds if "KD" in r]))
+    list(pool.map(lambda job: cross_codec(*job), [(r, s) for r in cross_rows for s in seeds]))
+table = []
+for row in train_rows:
+    column = "teacher" if row == "teacher" else "student"
+    table.append((row, ROWS[row][1], metrics.summarize([result(folder(row, s), column) for s in seeds])))
+    if row in cross_rows:
+        table.append((f"{row} on VVC", "trained on the 5 toy codecs, tested on VVC encodes of unseen contents",
+                      metrics.summarize([result(folder(f"{row} on VVC", s), column) for s in seeds])))
+
+def cell(s, key):
+    return f"{s[key]['median']:.3f} [{s[key]['min']:.3f}, {s[key]['max']:.3f}]"
+
+
+lines = [f"| row | SRCC median [min, max] | PLCC median [min, max] | what it shows |", "|---|---|---|---|"]
+lines += [f"| {row} | {cell(s, 'srcc')} | {cell(s, 'plcc')} | {what} |" for row, what, s in table]
+lines.append(f"\n{len(seeds)} seeds ({args.seeds}); train.py {' '.join(COMMON + args.extra)}; "
+             f"{(time.time() - t0) / 60:.0f} min for the runs not already done")
+print("\n".join(lines))
+with open(os.path.join(args.out, "results.md"), "w") as f:
+    f.write("\n".join(lines) + "\n")

@@ -1,0 +1,210 @@
+"""Teacher-student wiring of InternVQA: the frozen teacher, the three-term loss, the optimizer.
+
+Follows Guan et al. 2025, "InternVQA: Advancing Compressed Video Quality Assessment with
+Distilling Large Foundation Model" (arXiv 2502.19026):
+
+    L_total = L2(teacher score, MOS) + L2(student score, MOS)
+              + SmoothL1(LN(student feature), LN(teacher feature))      (beta 2.0)
+
+The teacher (InternVideo2-1B) keeps its last block and quality head trainable; its other 39
+blocks are frozen and run without gradients, so they cost forward time and no activation
+memory. The features are the 768-d pooled vectors after fc_norm, each through a LayerNorm
+without affine parameters; a student of another width (a CNN) gets a linear projection.
+
+    teacher = freeze_teacher(VideoViT(CONFIGS["1b"]))
+    distiller = Distiller(teacher, VideoViT(CONFIGS["small"]))
+    out = distiller(clips, targets)          # dict: loss, loss_teacher, loss_student, ...
+    out["loss"].backward()
+    opt = build_optimizer([distiller.student, distiller.teacher, distiller.align], lr=1e-4)
+
+A student is any module with `forward_features(x) -> (B, F)`, `forward_head(f) -> (B,)` and
+`feature_dim`: VideoViT and model.ConvVQA both are.
+"""
+import re
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+TRAINABLE = ("last", "last+embed", "none", "all")
+
+
+def freeze_teacher(model, trainable="last"):
+    """Choose what of a VideoViT teacher trains; returns the model.
+
+    last        the paper: the last block, attention pooling, fc_norm and head train; every
+                other block and the embeddings are frozen and run under torch.no_grad().
+    last+embed  the authors' released code: patch embedding, cls token and pos_embed train too.
+                Gradients must then flow back through all 40 blocks, so every frozen block keeps
+                its activations for backward: about 40x the teacher's activation memory of
+                "last" (an estimate, not measured here: ~19 saved tensors of 2049 x 1408 per
+                1b block at batch 8 on 8x224x224 in bf16 is ~0.9 GB a block, ~35 GB for 39).
+    none        nothing trains (its L2 term then teaches nothing); all: everything trains.
+    """
+    if trainable not in TRAINABLE:
+        raise ValueError(f"trainable must be one of {TRAINABLE}, got {trainable!r}")
+    model.requires_grad_(trainable == "all")
+    if trainable in ("last", "last+embed"):
+        for m in (model.blocks[-1], model.clip_projector, model.fc_norm, model.head):
+            m.requires_grad_(True)
+    if trainable == "last+embed":
+        for p in (model.patch_embed.proj.weight, model.patch_embed.proj.bias, model.cls_token, model.pos_embed):
+            p.requires_grad_(True)
+    return model
+
+
+def _trains(module_or_param):
+    ps = [module_or_param] if isinstance(module_or_param, nn.Parameter) else module_or_param.parameters()
+    return any(p.requires_grad for p in ps)
+
+
+def frozen_prefix(teacher):
+    """How many leading blocks can run under no_grad: all blocks before the first one that
+    trains, provided the embeddings are frozen too (else gradients must flow through them)."""
+    if _trains(teacher.patch_embed) or _trains(teacher.cls_token) or _trains(teacher.pos_embed):
+        return 0
+    return next((i for i, b in enumerate(teacher.blocks) if _trains(b)), len(teacher.blocks))
+
+
+def teacher_features(teacher, x):
+    """The teacher's pooled feature; its frozen prefix runs without building a graph."""
+    n = frozen_prefix(teacher)
+    if n:
+        with torch.no_grad():
+            h = teacher.run_blocks(teacher.embed(x), teacher.blocks[:n])
+    else:
+        h = teacher.embed(x)
+    tail_dtype = teacher.head.weight.dtype  # a bf16 frozen prefix hands over to the fp32 tail
+    return teacher.pool(teacher.run_blocks(h.to(tail_dtype), teacher.blocks[n:]))
+
+
+def saved_tensor_bytes(fn):
+    """Run fn() and return (its result, bytes of the distinct storages autograd saved for backward)."""
+    seen = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        seen[(storage.data_ptr(), str(t.device))] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, sum(seen.values())
+
+
+class Distiller(nn.Module):
+    """Teacher and student on the same clips, with the three-term loss.
+
+    w_teacher, w_student, w_align weigh the terms; weight 0 removes a term. With w_teacher and
+    w_align both 0 (or teacher=None) the teacher is not run: the non-distilled baseline. With
+    student=None the teacher trains alone. detach_teacher=True keeps the alignment gradient away
+    from the teacher, which then learns only from its own L2 term; False reproduces the authors'
+    code. teacher_dtype (e.g. torch.bfloat16) stores and runs the teacher's frozen prefix in that
+    dtype; its trainable tail keeps its own.
+    """
+
+    def __init__(self, teacher, student, w_teacher=1.0, w_student=1.0, w_align=1.0, beta=2.0,
+                 detach_teacher=True, teacher_dtype=None):
+        super().__init__()
+        if teacher is None and student is None:
+            raise ValueError("Distiller needs a teacher, a student or both")
+        self.teacher, self.student = teacher, student
+        self.w_teacher, self.w_student, self.w_align = w_teacher, w_student, w_align
+        self.beta, self.detach_teacher = beta, detach_teacher
+        both = teacher is not None and student is not None
+        self.aligning = both and w_align != 0
+        self.use_teacher = teacher is not None and (w_teacher != 0 or self.aligning)
+        if not ((student is not None and w_student != 0) or (teacher is not None and w_teacher != 0) or self.aligning):
+            raise ValueError(f"every loss term is off (weights {w_teacher}, {w_student}, {w_align}): nothing to train")
+        # A projection only when the widths differ (a CNN student); an Identity adds no keys.
+        widths_differ = self.aligning and student.feature_dim != teacher.feature_dim
+        self.align = nn.Linear(student.feature_dim, teacher.feature_dim) if widths_differ else nn.Identity()
+        if teacher is not None and teacher_dtype is not None:
+            for m in self._frozen_teacher_parts():
+                m.to(teacher_dtype)
+
+    def _frozen_teacher_parts(self):
+        t = self.teacher
+        n = frozen_prefix(t)
+        return ([t.patch_embed] if n else []) + [b for b in t.blocks[:n]]
+
+    def train(self, mode=True):
+        super().train(mode)
+        if self.teacher is not None:  # frozen teacher blocks always run in eval mode (no drop-path)
+            for m in [self.teacher.patch_embed, *self.teacher.blocks]:
+                if not _trains(m):
+                    m.eval()
+        return self
+
+    def forward(self, x, y):
+        y = y.float()
+        nan = torch.full((), float("nan"), device=y.device)
+        out = dict(loss_teacher=nan, loss_student=nan, loss_align=nan, score_teacher=None, score_student=None)
+        if self.student is not None:
+            feat_s = self.student.forward_features(x)
+            out["score_student"] = self.student.forward_head(feat_s).float()
+            out["loss_student"] = F.mse_loss(out["score_student"], y)
+        if self.use_teacher:
+            # No gradient can reach the teacher when its own term is off and alignment is detached.
+            teacher_learns = _trains(self.teacher) and (self.w_teacher != 0 or not self.detach_teacher)
+            with torch.set_grad_enabled(torch.is_grad_enabled() and teacher_learns):
+                feat_t = teacher_features(self.teacher, x)
+                out["score_teacher"] = self.teacher.forward_head(feat_t).float()
+            out["loss_teacher"] = F.mse_loss(out["score_teacher"], y)
+        if self.aligning:
+            target = feat_t.detach() if self.detach_teacher else feat_t
+            s = F.layer_norm(self.align(feat_s).float(), (target.shape[-1],))  # no affine parameters
+            t = F.layer_norm(target.float(), (target.shape[-1],))
+            out["loss_align"] = F.smooth_l1_loss(s, t, beta=self.beta)
+        computed = [(self.w_student, self.student is not None, "loss_student"),
+                    (self.w_teacher, self.use_teacher, "loss_teacher"), (self.w_align, self.aligning, "loss_align")]
+        out["loss"] = sum(w * out[k] for w, done, k in computed if done and w != 0)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimizer
+
+
+def _no_decay(name, p):
+    # biases, norm weights, LayerScale gammas and the pooling's q/k/v biases are all 1-D
+    return p.ndim <= 1 or name.split(".")[-1] in ("cls_token", "pos_embed")
+
+
+def _layer_id(name, depth):
+    """ViT layer index for layer-wise lr decay: embeddings 0, block i -> i + 1, the rest depth + 1."""
+    if name.startswith(("patch_embed.", "cls_token", "pos_embed")):
+        return 0
+    m = re.match(r"blocks\.(\d+)\.", name)
+    return int(m.group(1)) + 1 if m else depth + 1
+
+
+def param_groups(modules, weight_decay, layer_decay=None):
+    """AdamW groups over parameters that require grad: no weight decay on 1-D parameters, cls
+    token and pos_embed; with layer_decay, a ViT's layer l gets lr x layer_decay ** (depth + 1 - l)
+    (modules without `blocks`, such as the CNN student or the projection, get the full lr)."""
+    groups = {}
+    for module in modules if isinstance(modules, (list, tuple)) else [modules]:
+        depth = len(module.blocks) if hasattr(module, "blocks") else None
+        for name, p in module.named_parameters():
+            if not p.requires_grad:
+                continue
+            scale = 1.0
+            if layer_decay is not None and depth is not None:
+                scale = layer_decay ** (depth + 1 - _layer_id(name, depth))
+            wd = 0.0 if _no_decay(name, p) else weight_decay
+            g = groups.setdefault((wd, scale), dict(params=[], names=[], weight_decay=wd, lr_scale=scale))
+            g["params"].append(p)
+            g["names"].append(name)
+    return list(groups.values())
+
+
+def build_optimizer(modules, lr, weight_decay=0.05, betas=(0.9, 0.999), layer_decay=None, fused=None):
+    """AdamW over what requires grad. Each group's lr is lr x its lr_scale; a scheduler should
+    multiply, not overwrite (torch's LambdaLR does)."""
+    groups = param_groups(modules, weight_decay, layer_decay)
+    if not groups:
+        raise ValueError("no parameter requires grad: nothing to optimize")
+    for g in groups:
+        g["lr"] = lr * g["lr_scale"]
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay, fused=fused)

@@ -1,0 +1,156 @@
+"""Video quality metrics: SRCC, KRCC, PLCC and RMSE between predicted scores and MOS.
+
+Follows the field's conventions (VQEG; as reported by InternVQA, FAST-VQA, DOVER):
+- SRCC (Spearman) and KRCC (Kendall tau-b, which handles ties) on the raw predictions;
+- PLCC and RMSE after a 4-parameter logistic mapping fitted from predictions to MOS,
+      f(x) = b2 + (b1 - b2) / (1 + exp(-(x - b3) / |b4|)),
+  initial guess b = [max(MOS), min(MOS), mean(pred), std(pred) / 4]; RMSE is on the MOS scale;
+- the raw (unmapped) PLCC is reported too, since FAST-VQA and DOVER report only that;
+- over several random splits or seeds, report the median (`summarize`).
+If the logistic fit does not converge or is degenerate, a linear least-squares mapping is used,
+then the identity, and the `fit` entry says which and why.
+
+Needs only numpy and scipy; torch tensors (any device) are accepted as inputs.
+
+    from metrics import evaluate, summarize, format_metrics
+    r = evaluate(pred, mos)   # dict: srcc, krcc, plcc, rmse, plcc_raw, n, fit
+    print(format_metrics(r))  # PLCC 0.912  SRCC 0.901  KRCC 0.745  RMSE 7.12
+    s = summarize([evaluate(p, m) for p, m in splits])  # s["plcc"]["median"], ...
+"""
+import warnings
+
+import numpy as np
+from scipy import optimize, special, stats
+
+METRICS = ("plcc", "srcc", "krcc", "rmse", "plcc_raw")
+
+
+def _as_1d(x, name):
+    if hasattr(x, "detach"):  # a torch tensor, on any device, maybe bf16 or requiring grad
+        x = x.detach().cpu().float().numpy()
+    a = np.asarray(x, dtype=np.float64)
+    while a.ndim > 1 and a.shape[-1] == 1:  # (n, 1) is a common model output: accept it
+        a = a[..., 0]
+    if a.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array of scores, got shape {np.shape(x)}")
+    bad = np.flatnonzero(~np.isfinite(a))
+    if len(bad):
+        raise ValueError(f"{name} contains {len(bad)} NaN or inf value(s), first at index {bad[0]}")
+    return a
+
+
+def _check(pred, mos):
+    pred, mos = _as_1d(pred, "pred"), _as_1d(mos, "mos")
+    if len(pred) != len(mos):
+        raise ValueError(f"pred and mos have different lengths: {len(pred)} vs {len(mos)}")
+    if len(pred) < 4:
+        raise ValueError(f"need at least 4 samples (the logistic has 4 parameters), got {len(pred)}")
+    return pred, mos
+
+
+def logistic(x, b1, b2, b3, b4):
+    # expit(z) = 1 / (1 + exp(-z)) without overflow for large |z|
+    return b2 + (b1 - b2) * special.expit((x - b3) / np.abs(b4))
+
+
+def fit_logistic(pred, mos, maxfev=10000):
+    """Fit the 4-parameter logistic from pred to mos.
+
+    Returns (params, mapped): params = np.array([b1, b2, b3, b4]) on the original pred and MOS
+    scales with b4 > 0, and mapped = logistic(pred, *params), shape (n,), on the MOS scale.
+    Raises RuntimeError if curve_fit does not converge or the mapping is degenerate
+    (non-finite, or constant where the MOS is not).
+    """
+    pred, mos = _check(pred, mos)
+    # Fit in standardised units so predictions with a spread of 1e-3 or 1e3 fit equally well;
+    # the initial guess [max, min, mean, std / 4] becomes [max(y), min(y), 0, 1/4].
+    mp, sp = pred.mean(), pred.std()
+    mm, sm = mos.mean(), mos.std()
+    if sp == 0 or sm == 0:
+        raise RuntimeError("pred or mos is constant: nothing to fit")
+    x, y = (pred - mp) / sp, (mos - mm) / sm
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        # OptimizeWarning: covariance not estimable; we never use the covariance.
+        warnings.simplefilter("ignore", optimize.OptimizeWarning)
+        b, _ = optimize.curve_fit(logistic, x, y, p0=[y.max(), y.min(), 0.0, 0.25], maxfev=maxfev)
+    params = np.array([mm + sm * b[0], mm + sm * b[1], mp + sp * b[2], sp * abs(b[3])])
+    mapped = logistic(pred, *params)
+    if not (np.all(np.isfinite(params)) and np.all(np.isfinite(mapped))):
+        raise RuntimeError(f"non-finite fit, params {params}")
+    if np.ptp(mapped) <= 1e-6 * np.ptp(mos):  # a flat curve: PLCC would be noise or nan
+        raise RuntimeError(f"constant mapped output, params {params}")
+    return params, mapped
+
+
+def _map_to_mos(pred, mos):
+    """Logistic, else linear least squares, else identity; returns (mapped, description)."""
+    try:
+        return fit_logistic(pred, mos)[1], "logistic"
+    except RuntimeError as e:  # curve_fit raises RuntimeError when it does not converge
+        why = f"logistic fit failed: {e}"
+    lin = stats.linregress(pred, mos)
+    if lin.slope != 0:
+        return lin.intercept + lin.slope * pred, f"linear ({why})"
+    return pred, f"identity ({why}; linear fit has zero slope)"
+
+
+def evaluate(pred, mos):
+    """Compare predicted scores with MOS (1-D lists, numpy arrays or torch tensors of length n >= 4).
+
+    Returns dict(srcc, krcc, plcc, rmse, plcc_raw: float, n: int, fit: str). plcc and rmse are
+    after the mapping named in `fit` ("logistic" unless a fallback was needed); plcc keeps the
+    sign of the predictions' direction, so an anti-correlated model gets a negative plcc.
+    Constant pred or mos is not an error: every metric is nan and `fit` says why.
+    """
+    pred, mos = _check(pred, mos)
+    n = len(pred)
+    for name, a in (("predictions", pred), ("mos", mos)):
+        if np.ptp(a) == 0:
+            nan = float("nan")
+            return dict(srcc=nan, krcc=nan, plcc=nan, rmse=nan, plcc_raw=nan, n=n,
+                        fit=f"none: {name} are constant ({a[0]:g}), correlations are undefined")
+    mapped, fit = _map_to_mos(pred, mos)
+    # A fitted curve may be decreasing, which would turn an anti-correlated model's PLCC
+    # positive; keep the direction of the predictions, as SRCC does.
+    direction = np.sign(stats.pearsonr(mapped, pred).statistic) if np.ptp(mapped) > 0 else 1.0
+    return dict(
+        srcc=float(stats.spearmanr(pred, mos).statistic),
+        krcc=float(stats.kendalltau(pred, mos).statistic),  # tau-b
+        plcc=float(direction * stats.pearsonr(mapped, mos).statistic),
+        rmse=float(np.sqrt(np.mean((mapped - mos) ** 2))),
+        plcc_raw=float(stats.pearsonr(pred, mos).statistic),
+        n=n,
+        fit=fit,
+    )
+
+
+def summarize(results):
+    """Median and spread of each metric over several evaluate() results (splits or seeds).
+
+    Returns {metric: dict(median, iqr, min, max, n)} for metric in METRICS; iqr is the 75th minus
+    the 25th percentile (the spread that goes with a median); nan results are left out and n
+    counts the ones kept.
+    """
+    if len(results) == 0:
+        raise ValueError("summarize needs at least one evaluate() result, got none")
+    out = {}
+    for k in METRICS:
+        v = np.array([r[k] for r in results], dtype=np.float64)
+        v = v[np.isfinite(v)]
+        if len(v) == 0:
+            out[k] = dict(median=np.nan, iqr=np.nan, min=np.nan, max=np.nan, n=0)
+            continue
+        q25, q50, q75 = np.percentile(v, [25, 50, 75])
+        out[k] = dict(median=float(q50), iqr=float(q75 - q25), min=float(v.min()),
+                      max=float(v.max()), n=len(v))
+    return out
+
+
+def format_metrics(d):
+    """One line from an evaluate() dict, or from a summarize() dict (median, then the iqr)."""
+    parts = []
+    for k, fmt in (("plcc", ".3f"), ("srcc", ".3f"), ("krcc", ".3f"), ("rmse", ".3g")):
+        v = d[k]
+        s = f"{v['median']:{fmt}} (iqr {v['iqr']:{fmt}})" if isinstance(v, dict) else f"{v:{fmt}}"
+        parts.append(f"{k.upper()} {s}")
+    return "  ".join(parts)

@@ -1,0 +1,513 @@
+"""The InternVideo2 video ViT with a quality head, written from scratch in plain PyTorch.
+
+Follows the InternVideo2 vision encoder (Wang et al. 2024, "InternVideo2: Scaling Foundation
+Models for Multimodal Video Understanding") as released in the official checkpoints: tubelet
+patch embedding, learned position embedding, pre-norm blocks with RMSNorm, q/k RMS-normalised
+over the full width, LayerScale, no final norm, then attention pooling (`clip_projector`),
+fc_norm and a linear head. InternVQA (Guan et al. 2025) uses the head with one output: the
+quality score. Parameter names equal the official fine-tune layout, so a state dict loads by
+name; `load_internvideo2` handles every published wrapping and fails loudly on anything that
+does not fit. Also here: `ConvVQA`, the compact non-ViT student (a (2+1)-D CNN).
+
+    from model import CONFIGS, VideoViT, load_internvideo2
+    model = VideoViT(CONFIGS["small"])
+    print(load_internvideo2(model, "S14_ft_k710_f8.pth"))
+    score = model(clip)                   # clip (B, 3, 8, 224, 224) -> (B,)
+
+Needs only torch.
+"""
+import math
+import pickle
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm with a weight and no bias, computed in float32 as upstream does."""
+
+    def __init__(self, dim, eps=1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+class LayerScale(nn.Module):
+    def __init__(self, dim, init_values):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), float(init_values)))
+
+    def forward(self, x):
+        return x * self.gamma
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the whole residual branch for a random subset of samples."""
+
+    def __init__(self, p=0.0):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+
+
+def attention(q, k, v, fused=True):
+    """Scaled dot-product attention on (B, heads, N, head_dim) tensors, scale head_dim ** -0.5.
+
+    The fused kernel is what runs; the manual version is the readable reference (tested equal).
+    """
+    if fused:
+        return F.scaled_dot_product_attention(q, k, v)
+    attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # (B, heads, Nq, Nk)
+    return attn.softmax(dim=-1) @ v  # (B, heads, Nq, head_dim)
+
+
+class Attention(nn.Module):
+    """Self-attention; q and k are RMS-normalised over the full width before the head split."""
+
+    def __init__(self, dim, num_heads, fused=True):
+        super().__init__()
+        self.num_heads = num_heads
+        self.fused = fused
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)  # rows [q | k | v], each head-major
+        self.q_norm = RMSNorm(dim)
+        self.k_norm = RMSNorm(dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        B, N, D = x.shape
+        q, k, v = self.qkv(x).chunk(3, dim=-1)  # 3 x (B, N, D)
+        q, k = self.q_norm(q), self.k_norm(k)
+        q, k, v = (t.view(B, N, self.num_heads, -1).transpose(1, 2) for t in (q, k, v))  # (B, h, N, hd)
+        x = attention(q, k, v, self.fused).transpose(1, 2).reshape(B, N, D)
+        return self.proj(x)
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        # tanh GELU: the released weights were trained with the fused MLP kernel that uses it.
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class Block(nn.Module):
+    def __init__(self, dim, num_heads, mlp_hidden, init_values, drop_path=0.0, fused=True):
+        super().__init__()
+        self.norm1 = RMSNorm(dim)
+        self.attn = Attention(dim, num_heads, fused)
+        self.ls1 = LayerScale(dim, init_values)
+        self.norm2 = RMSNorm(dim)
+        self.mlp = Mlp(dim, mlp_hidden)
+        self.ls2 = LayerScale(dim, init_values)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x):
+        x = x + self.drop_path(self.ls1(self.attn(self.norm1(x))))
+        x = x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
+        return x
+
+
+class CrossAttention(nn.Module):
+    """Pooling attention: bias-free q/k/v projections with separate bias vectors (upstream layout)."""
+
+    def __init__(self, dim, num_heads, out_dim, fused=True):
+        super().__init__()
+        self.num_heads = num_heads
+        self.fused = fused
+        self.q = nn.Linear(dim, dim, bias=False)
+        self.k = nn.Linear(dim, dim, bias=False)
+        self.v = nn.Linear(dim, dim, bias=False)
+        self.q_bias = nn.Parameter(torch.zeros(dim))
+        self.k_bias = nn.Parameter(torch.zeros(dim))
+        self.v_bias = nn.Parameter(torch.zeros(dim))
+        self.proj = nn.Linear(dim, out_dim)
+
+    def forward(self, x_q, x_k, x_v):
+        B, Nq, D = x_q.shape
+        q = F.linear(x_q, self.q.weight, self.q_bias).view(B, Nq, self.num_heads, -1).transpose(1, 2)
+        k = F.linear(x_k, self.k.weight, self.k_bias).view(B, -1, self.num_heads, D // self.num_heads).transpose(1, 2)
+        v = F.linear(x_v, self.v.weight, self.v_bias).view(B, -1, self.num_heads, D // self.num_heads).transpose(1, 2)
+        x = attention(q, k, v, self.fused).transpose(1, 2).reshape(B, Nq, D)  # (B, Nq, D)
+        return self.proj(x)
+
+
+class AttentionPool(nn.Module):
+    """`clip_projector`: one query, the LayerNormed mean token, attends over all tokens. No residual."""
+
+    def __init__(self, dim, num_heads, out_dim, fused=True):
+        super().__init__()
+        self.norm1_q = nn.LayerNorm(dim, eps=1e-5)
+        self.norm1_k = nn.LayerNorm(dim, eps=1e-5)
+        self.norm1_v = nn.LayerNorm(dim, eps=1e-5)
+        self.cross_attn = CrossAttention(dim, num_heads, out_dim, fused)
+
+    def forward(self, x):  # (B, N, D) -> (B, out_dim)
+        q = self.norm1_q(x.mean(dim=1, keepdim=True))  # cls token included in the mean
+        return self.cross_attn(q, self.norm1_k(x), self.norm1_v(x)).squeeze(1)
+
+
+def sincos_pos_embed(dim, t, h, w):
+    """3-D sin-cos table (1 + t*h*w, dim): a quarter of the channels temporal, three quarters
+    spatial (half rows, half columns), the cls row zero. Upstream's init; training moves it."""
+    def one_d(d, pos):  # (len(pos), d)
+        omega = 1.0 / 10000 ** (torch.arange(d // 2, dtype=torch.float64) / (d / 2))
+        out = pos.double()[:, None] * omega[None]
+        return torch.cat([out.sin(), out.cos()], dim=1)
+
+    dt, ds = dim // 4, dim // 4 * 3
+    gy, gx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    spatial = torch.cat([one_d(ds // 2, gy.flatten()), one_d(ds // 2, gx.flatten())], dim=1)  # (h*w, ds)
+    temporal = one_d(dt, torch.arange(t))  # (t, dt)
+    table = torch.cat([temporal[:, None].expand(t, h * w, dt), spatial[None].expand(t, h * w, ds)], dim=2)
+    return torch.cat([torch.zeros(1, dim, dtype=table.dtype), table.reshape(t * h * w, dim)]).float()
+
+
+@torch.no_grad()
+def dct_patch_init(conv, gain=0.3):
+    """Patch embedding as a 2-D DCT, the transform codecs quantise: filter i reads colour channel
+    i % 3 at the (i // 3)-th lowest frequency (u, v), scaled by 1 + u + v to roughly whiten the
+    1/f spectrum of natural images. Blur and quantisation then change the direction of a token,
+    not just its size (which the RMSNorms would hide), so a model trained from scratch sees
+    compression from the first step; from the official init it took several times more steps
+    on the toy set. Filters past the p*p frequencies keep their random init."""
+    D, _, t, p, _ = conv.weight.shape
+    k = torch.arange(p, dtype=torch.float64)
+    basis = torch.cos(math.pi * (k[None] + 0.5) * k[:, None] / p)  # (frequency, position)
+    basis = basis / basis.norm(dim=1, keepdim=True)
+    freqs = sorted(((u, v) for u in range(p) for v in range(p)), key=lambda f: (f[0] + f[1], f))
+    for i in range(min(D, 3 * p * p)):
+        u, v = freqs[i // 3]
+        conv.weight[i].zero_()
+        conv.weight[i, i % 3] = (gain * (1 + u + v) / t * torch.outer(basis[u], basis[v])).float()
+    conv.bias.zero_()
+
+
+# ---------------------------------------------------------------------------------------------
+# Config and model
+
+
+@dataclass
+class ViTConfig:
+    embed_dim: int = 384
+    depth: int = 12
+    num_heads: int = 6
+    mlp_ratio: float = 4.0  # 1b: 48/11 -> 6144 hidden
+    patch_size: int = 14
+    tubelet_size: int = 1  # frames per token; InternVideo2 uses 1
+    num_frames: int = 8
+    img_size: int = 224
+    pool_heads: int = 16  # heads of the attention pooling
+    pool_dim: int = 768  # pooled feature size (the feature InternVQA aligns)
+    num_outputs: int = 1  # 1 = a quality score; official classifiers have 400 / 710
+    init_values: float = 1e-5  # LayerScale init; from-scratch training on little data wants more
+    drop_path: float = 0.0  # stochastic depth at the last block, linear from 0 at the first
+    head_dropout: float = 0.0
+    grad_checkpointing: bool = False  # recompute block activations in backward to save memory
+    fused_attn: bool = True  # F.scaled_dot_product_attention, else the manual reference
+    patch_init: str = "normal"  # "dct": a whitened 2-D DCT basis, for training from scratch on little data
+
+
+CONFIGS = {
+    "small": ViTConfig(embed_dim=384, depth=12, num_heads=6),  # ~22.5M params (+0.7M pool/head)
+    "base": ViTConfig(embed_dim=768, depth=12, num_heads=12),  # ~86M
+    "large": ViTConfig(embed_dim=1024, depth=24, num_heads=16),  # ~304M
+    "1b": ViTConfig(embed_dim=1408, depth=40, num_heads=16, mlp_ratio=48 / 11),  # ~1.0B
+}
+
+
+class VideoViT(nn.Module):
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        assert cfg.embed_dim % cfg.num_heads == 0 and cfg.embed_dim % cfg.pool_heads == 0, cfg
+        assert cfg.img_size % cfg.patch_size == 0 and cfg.num_frames % cfg.tubelet_size == 0, cfg
+        self.cfg = cfg
+        self.feature_dim = cfg.pool_dim
+        D, p = cfg.embed_dim, cfg.patch_size
+        self.grid = (cfg.num_frames // cfg.tubelet_size, cfg.img_size // p, cfg.img_size // p)  # (t, h, w)
+        self.patch_embed = nn.Module()
+        self.patch_embed.proj = nn.Conv3d(3, D, (cfg.tubelet_size, p, p), stride=(cfg.tubelet_size, p, p))
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + math.prod(self.grid), D))
+        hidden = round(D * cfg.mlp_ratio)
+        dpr = [cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]  # linear in depth
+        self.blocks = nn.ModuleList(
+            Block(D, cfg.num_heads, hidden, cfg.init_values, dpr[i], cfg.fused_attn) for i in range(cfg.depth))
+        self.clip_projector = AttentionPool(D, cfg.pool_heads, cfg.pool_dim, cfg.fused_attn)
+        self.fc_norm = nn.LayerNorm(cfg.pool_dim)
+        self.fc_dropout = nn.Dropout(cfg.head_dropout) if cfg.head_dropout > 0 else nn.Identity()
+        self.head = nn.Linear(cfg.pool_dim, cfg.num_outputs)
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self):
+        for m in self.modules():  # upstream: truncated normal 0.02, zero biases, unit norms
+            if isinstance(m, (nn.Linear, nn.Conv3d)):
+                nn.init.trunc_normal_(m.weight.view(m.weight.shape[0], -1), std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        if self.cfg.patch_init == "dct":
+            dct_patch_init(self.patch_embed.proj)
+        self.pos_embed.copy_(sincos_pos_embed(self.cfg.embed_dim, *self.grid)[None])
+        for i, blk in enumerate(self.blocks, 1):  # upstream rescales residual outputs by depth
+            blk.attn.proj.weight.div_(math.sqrt(2.0 * i))
+            blk.mlp.fc2.weight.div_(math.sqrt(2.0 * i))
+        self.head.weight.mul_(1e-3)  # upstream's head init_scale: start from a near-constant score
+
+    def embed(self, x):
+        """(B, 3, T, H, W) video -> (B, 1 + T*h*w, D) tokens, time first, cls token in front."""
+        cfg = self.cfg
+        if x.ndim != 5 or x.shape[1] != 3 or tuple(x.shape[2:]) != (cfg.num_frames, cfg.img_size, cfg.img_size):
+            raise ValueError(f"expected (B, 3, {cfg.num_frames}, {cfg.img_size}, {cfg.img_size}) "
+                             f"(B, channels, frames, height, width), got {tuple(x.shape)}")
+        x = self.patch_embed.proj(x.to(self.patch_embed.proj.weight.dtype))  # (B, D, t, h, w)
+        x = x.flatten(2).transpose(1, 2)  # (B, t*h*w, D): frame 0 row-major, then frame 1, ...
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)  # (B, 1 + t*h*w, D)
+        return x + self.pos_embed.to(x.dtype)
+
+    def run_blocks(self, x, blocks):
+        for blk in blocks:
+            if self.cfg.grad_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(blk, x, use_reentrant=False)
+            else:
+                x = blk(x)
+        return x
+
+    def pool(self, x):
+        """(B, N, D) raw residual stream (no final norm) -> (B, pool_dim) feature after fc_norm."""
+        return self.fc_norm(self.clip_projector(x))
+
+    def forward_features(self, x):
+        return self.pool(self.run_blocks(self.embed(x), self.blocks))
+
+    def forward_head(self, feat):
+        """(B, pool_dim) -> (B,) score (or (B, num_outputs) for a classifier head)."""
+        out = self.head(self.fc_dropout(feat))
+        return out.squeeze(-1) if out.shape[-1] == 1 else out
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+
+# ---------------------------------------------------------------------------------------------
+# The heterogeneous student: a compact (2+1)-D CNN
+
+
+class ConvBlock(nn.Module):
+    """Residual (2+1)-D block: 3x3 spatial conv, 3x1x1 temporal conv, BatchNorm, ReLU."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.spatial = nn.Conv3d(cin, cout, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False)
+        self.bn1 = nn.BatchNorm3d(cout)
+        self.temporal = nn.Conv3d(cout, cout, (3, 1, 1), 1, (1, 0, 0), bias=False)
+        self.bn2 = nn.BatchNorm3d(cout)
+        self.skip = (nn.Sequential(nn.Conv3d(cin, cout, 1, (1, stride, stride), bias=False), nn.BatchNorm3d(cout))
+                     if stride != 1 or cin != cout else nn.Identity())
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.spatial(x)))
+        return F.relu(self.bn2(self.temporal(y)) + self.skip(x))
+
+
+class ConvVQA(nn.Module):
+    """Non-ViT student in the spirit of FAST-VQA's: a small (2+1)-D CNN whose first layer keeps
+    full resolution (compression artefacts live in the finest scale), global average pooling to
+    a feature, and a linear head. Same interface as VideoViT: forward_features, forward_head."""
+
+    def __init__(self, widths=(32, 64, 128, 256), feature_dim=256):
+        super().__init__()
+        self.feature_dim = feature_dim
+        self.stem = nn.Sequential(nn.Conv3d(3, widths[0], (1, 3, 3), 1, (0, 1, 1), bias=False),
+                                  nn.BatchNorm3d(widths[0]), nn.ReLU())
+        stages, cin = [], widths[0]
+        for w in widths:
+            stages += [ConvBlock(cin, w, stride=2), ConvBlock(w, w, stride=1)]
+            cin = w
+        self.stages = nn.Sequential(*stages)
+        self.fc_norm = nn.LayerNorm(feature_dim)
+        self.proj = nn.Linear(cin, feature_dim)
+        self.head = nn.Linear(feature_dim, 1)
+        nn.init.zeros_(self.head.weight)
+
+    def forward_features(self, x):
+        if x.ndim != 5 or x.shape[1] != 3:
+            raise ValueError(f"expected (B, 3, T, H, W), got {tuple(x.shape)}")
+        x = self.stages(self.stem(x))  # (B, C, T, H/16, W/16)
+        return self.fc_norm(self.proj(x.mean(dim=(2, 3, 4))))  # (B, feature_dim)
+
+    def forward_head(self, feat):
+        return self.head(feat).squeeze(-1)
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+
+# ---------------------------------------------------------------------------------------------
+# Size and cost
+
+
+def count_params(cfg: ViTConfig):
+    """Parameters of VideoViT(cfg), built on the meta device (no memory)."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in VideoViT(cfg).parameters())
+
+
+def flops_per_clip(cfg: ViTConfig, frames=None, img_size=None):
+    """Forward FLOPs (2 per multiply-add) of the matmuls and convolutions for one clip;
+    norms, softmax and GELU are left out (under 1%). Training costs about 3x this."""
+    D, p = cfg.embed_dim, cfg.patch_size
+    t = (frames or cfg.num_frames) // cfg.tubelet_size
+    s = (img_size or cfg.img_size) // p
+    n = t * s * s  # patch tokens
+    N = n + 1
+    hidden = round(D * cfg.mlp_ratio)
+    macs = n * 3 * cfg.tubelet_size * p * p * D  # patch embedding
+    macs += cfg.depth * (N * 4 * D * D + 2 * N * N * D + 2 * N * D * hidden)  # qkv+proj, attn, mlp
+    macs += 2 * N * D * D + D * D + 2 * N * D + D * cfg.pool_dim + cfg.pool_dim * cfg.num_outputs  # pool
+    return 2 * macs
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading the official checkpoints
+
+PREFIXES = ("module.", "vision_encoder.", "backbone.", "encoder.")  # stripped, repeatedly
+DROPPED = ("clip_decoder.", "final_clip_decoder.", "text_encoder.", "vision_proj.", "text_proj.",
+           "itm_head.", "img_pos_embed", "clip_pos_embed", "clip_img_pos_embed", "temp")  # prefixes
+OPTIONAL = ("head.", "fc_norm.")  # may be absent or of another shape: they stay at init
+
+
+def remap_state_dict(sd):
+    """Official file contents -> (state dict in this model's names, list of dropped keys).
+
+    Unwraps `module` / `model` / `state_dict` nesting, strips the prefixes above and drops the
+    stage-2 decoders, text tower and extra position tables, and anything that is not a tensor.
+    """
+    while isinstance(sd, dict) and not any(torch.is_tensor(v) for v in sd.values()):
+        inner = [sd[k] for k in ("module", "model", "state_dict") if isinstance(sd.get(k), dict)]
+        if not inner:
+            break
+        sd = inner[0]
+    if not isinstance(sd, dict):
+        raise ValueError(f"expected a state dict, got {type(sd).__name__}")
+    out, dropped = {}, []
+    for key, value in sd.items():
+        name = key
+        while name.startswith(PREFIXES):
+            name = name.split(".", 1)[1]
+        if name.startswith(DROPPED) or not torch.is_tensor(value):
+            dropped.append(key)
+        else:
+            out[name] = value
+    return out, dropped
+
+
+def resize_pos_embed(pos, grid):
+    """(1, 1 + T*h*w, D) -> (1, 1 + t*h'*w', D) for grid (t, h', w'): linear in time, then
+    bicubic in space per frame, both with align_corners False; the cls row is kept."""
+    t, h, w = grid
+    cls, patch = pos[:, :1], pos[:, 1:].float()
+    D = pos.shape[-1]
+    T0, h0, w0 = _ckpt_grid(pos.shape[1], grid)
+    x = patch.reshape(1, T0, h0 * w0, D).permute(0, 2, 3, 1).reshape(1, h0 * w0 * D, T0)
+    if T0 != t:
+        x = F.interpolate(x, size=t, mode="linear", align_corners=False)
+    x = x.reshape(h0, w0, D, t).permute(3, 2, 0, 1)  # (t, D, h0, w0)
+    if (h0, w0) != (h, w):
+        x = F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False)
+    x = x.permute(0, 2, 3, 1).reshape(1, t * h * w, D)
+    return torch.cat([cls, x.to(pos.dtype)], dim=1)
+
+
+def _ckpt_grid(n_tokens, grid):
+    """The checkpoint's (T, h, w) from its token count. Official files are 224 px, a 16x16 grid,
+    so that reading comes first; then the model's frame count, then the model's grid. (A file of
+    this project's at another geometry can be ambiguous: train.py rebuilds its saved config.)"""
+    t, h, w = grid
+    n = n_tokens - 1
+    for T0, side in ((n // 256, 16), (t, math.isqrt(n // t)), (n // (h * w), h)):
+        if T0 > 0 and T0 * side * side == n:
+            return T0, side, side
+    raise ValueError(f"cannot infer the grid of a pos_embed with {n_tokens} tokens for a model grid {grid}")
+
+
+def load_internvideo2(model, ckpt, strict=True, trust=False):
+    """Load an official InternVideo2 file (or this project's weights) into `model`, a VideoViT.
+
+    ckpt: a path or an already loaded dict. Files are read with weights_only=True; one that
+    needs full unpickling raises unless trust=True. Every backbone key must load: anything
+    missing, unexpected or mis-shaped raises one error listing all of them (strict=False:
+    reported instead). `head.*` and `fc_norm.*` may be absent or of another shape (a 710-class
+    head): they stay at init. Returns a report dict: loaded, dropped, resized, left_at_init
+    (and, with strict=False, missing / unexpected / mismatched).
+    """
+    where = ckpt if isinstance(ckpt, str) else "state dict"
+    if not isinstance(ckpt, dict):
+        try:
+            ckpt = torch.load(ckpt, map_location="cpu", weights_only=not trust)
+        except pickle.UnpicklingError as e:
+            raise ValueError(f"{where}: holds objects other than tensors (e.g. arguments or optimizer "
+                             f"state saved by DeepSpeed), so the safe weights_only load refused it. "
+                             f"If you trust the file, pass trust=True.\n{e}") from None
+    sd, dropped = remap_state_dict(ckpt)
+    own = model.state_dict()
+    report = dict(loaded=[], dropped=dropped, resized=[], left_at_init=[])
+    if "pos_embed" in sd and sd["pos_embed"].shape != own["pos_embed"].shape:
+        old = tuple(sd["pos_embed"].shape)
+        sd["pos_embed"] = resize_pos_embed(sd["pos_embed"], model.grid)
+        report["resized"].append(f"pos_embed {old} -> {tuple(sd['pos_embed'].shape)}")
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    mismatched = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+                  for k in sd if k in own and sd[k].shape != own[k].shape]
+    for k in own:
+        if k.startswith(OPTIONAL) and (k not in sd or sd[k].shape != own[k].shape):
+            report["left_at_init"].append(k)
+            sd.pop(k, None)
+    missing = [k for k in missing if not k.startswith(OPTIONAL)]
+    mismatched = [m for m in mismatched if not m.startswith(OPTIONAL)]
+    problems = [f"missing: {k}" for k in missing] + [f"unexpected: {k}" for k in unexpected] + \
+               [f"mis-shaped: {m}" for m in mismatched]
+    if problems and strict:
+        raise ValueError(f"{where} does not fit {type(model).__name__}({model.cfg}):\n  " + "\n  ".join(problems))
+    if problems:
+        report.update(missing=missing, unexpected=unexpected, mismatched=mismatched)
+    bad = set(unexpected) | {m.split(":")[0] for m in mismatched}
+    sd = {k: v for k, v in sd.items() if k not in bad}
+    model.load_state_dict(sd, strict=False)
+    report["loaded"] = sorted(sd)
+    return report
+
+
+def format_report(report):
+    """One readable paragraph of a load report, for train.py's log."""
+    lines = [f"loaded {len(report['loaded'])} tensors, dropped {len(report['dropped'])} keys"]
+    lines += [f"resized {r}" for r in report["resized"]]
+    if report["left_at_init"]:
+        lines.append("left at init (trained from scratch): " + ", ".join(report["left_at_init"]))
+    for kind in ("missing", "unexpected", "mismatched"):
+        if report.get(kind):
+            lines.append(f"NOT LOADED ({kind}): " + ", ".join(report[kind]))
+    return "\n".join(lines)

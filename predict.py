@@ -1,0 +1,112 @@
+"""Score videos with a trained model: one `path,score` line per video on stdout.
+
+    python predict.py --ckpt out/best.pt video1.mp4 video2.mkv
+    python predict.py --ckpt out/best.pt --csv list.csv          # a CSV with a `path` column
+    python predict.py --ckpt InternVQA_1b.pth --frames 8 clip.mp4  # an official regressor file
+
+The score of a video is the mean over deterministic test clips (evenly spaced, centre crop),
+on the scale of the training labels (this project's checkpoints store it; for an official
+file it is the raw model output unless --label-range is given). A video that cannot be read
+gets an `error:` line on stderr naming it; the others are still scored, and the exit status
+is 1 at the end. Reads every file data.read_clip reads (any ffmpeg container, raw .yuv).
+"""
+import argparse
+import contextlib
+import csv
+import os
+import pickle
+import sys
+
+import torch
+
+import data
+from model import CONFIGS, ConvVQA, VideoViT, ViTConfig, load_internvideo2
+
+
+def official_config(sd, frames, size):
+    """Pick the named size whose width and depth match a state dict's."""
+    sd = {k.split("vision_encoder.")[-1]: v for k, v in sd.items() if torch.is_tensor(v)}
+    dim = sd["cls_token"].shape[-1]
+    depth = len({k.split(".")[1] for k in sd if k.startswith("blocks.")})
+    for name, cfg in CONFIGS.items():
+        if (cfg.embed_dim, cfg.depth) == (dim, depth):
+            return ViTConfig(**{**cfg.__dict__, "num_frames": frames, "img_size": size})
+    raise ValueError(f"no known InternVideo2 size has width {dim} and depth {depth}")
+
+
+def load_model(path, which, args):
+    """(model, label range, geometry) from this project's checkpoint or an official file."""
+    ckpt = path
+    with contextlib.suppress(pickle.UnpicklingError):
+        ckpt = torch.load(path, map_location="cpu", weights_only=not args.trust_ckpt)
+    if isinstance(ckpt, dict) and "config" in ckpt:  # this project's checkpoint
+        c = ckpt["config"]
+        if not ckpt.get(which) or ckpt.get(f"{which}_partial"):
+            sys.exit(f"{path}: holds no complete {which}")
+        cfg = ckpt[f"{which}_config"]
+        model = VideoViT(ViTConfig(**cfg)) if cfg else ConvVQA()
+        model.load_state_dict(ckpt[which])
+        geometry = dict(frames=c["frames"], size=c["size"], stride=c["stride"], clips=c["test_clips"],
+                        fragments=c["fragments"])
+        return model, tuple(ckpt["label_range"]), geometry
+    sd = ckpt if isinstance(ckpt, dict) else torch.load(path, map_location="cpu", weights_only=not args.trust_ckpt)
+    while isinstance(sd, dict) and ("module" in sd or "model" in sd) and "cls_token" not in sd:
+        sd = sd.get("module", sd.get("model"))
+    model = VideoViT(official_config(sd, args.frames or 8, args.size or 224))
+    report = load_internvideo2(model, ckpt, trust=args.trust_ckpt)
+    if report["left_at_init"]:
+        sys.exit(f"{path}: has no regression head ({', '.join(report['left_at_init'])} missing or of "
+                 f"another shape): it is a backbone, not a quality model")
+    return model, (0.0, 1.0), dict(frames=args.frames or 8, size=args.size or 224, stride=4, clips=4, fragments=False)
+
+
+def main():
+    p = argparse.ArgumentParser(description="Score videos with a trained InternVQA model.")
+    p.add_argument("videos", nargs="*", help="video files")
+    p.add_argument("--ckpt", required=True, help="out/best.pt, or an official InternVideo2 regressor file")
+    p.add_argument("--csv", help="a CSV list with a `path` column (relative to the CSV's folder)")
+    p.add_argument("--which", default="student", choices=["student", "teacher"], help="model of a checkpoint")
+    p.add_argument("--frames", type=int, help="override the clip length")
+    p.add_argument("--size", type=int, help="override the crop size")
+    p.add_argument("--stride", type=int, help="override the frame stride")
+    p.add_argument("--clips", type=int, help="override the number of test clips")
+    p.add_argument("--label-range", type=float, nargs=2, metavar=("LO", "HI"), help="map outputs to this scale")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--trust-ckpt", action="store_true", help="allow full unpickling of the checkpoint file")
+    args = p.parse_args()
+
+    model, (lo, hi), geo = load_model(args.ckpt, args.which, args)
+    lo, hi = args.label_range or (lo, hi)
+    geo.update({k: v for k, v in (("stride", args.stride), ("clips", args.clips)) if v})
+    model.to(args.device).eval()
+    paths = list(args.videos)
+    if args.csv:  # only a `path` column is needed; missing files get their error line below
+        with open(args.csv, newline="") as f:
+            rows = list(csv.DictReader(f))
+        if rows and "path" not in rows[0]:
+            sys.exit(f"{args.csv}: no `path` column (header: {', '.join(rows[0])})")
+        paths += [os.path.join(os.path.dirname(os.path.abspath(args.csv)), r["path"]) for r in rows]
+    if not paths:
+        p.error("no videos: pass files or --csv")
+
+    failed = 0
+    print("path,score")
+    for path in paths:
+        try:
+            item = dict(path=path, mos=0.0, source=path)
+            ds = data.VideoDataset([item], train=False, frames=geo["frames"], size=geo["size"], stride=geo["stride"],
+                                   clips=geo["clips"], fragments=geo["fragments"], label_range=(lo, hi))
+            clips = ds[0][0].to(args.device)  # (clips, 3, T, S, S)
+            with torch.no_grad():
+                score = model(clips).float().mean().item()
+            print(f"{path},{lo + (hi - lo) * score:.4f}", flush=True)
+        except (OSError, ValueError, RuntimeError) as e:
+            failed += 1
+            print(f"error: {path}: {e}", file=sys.stderr, flush=True)
+    if failed:
+        print(f"{failed} of {len(paths)} videos could not be scored", file=sys.stderr)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""Tests of distill.py: what the teacher trains, what it keeps for backward, the loss by hand,
+the weight-0 ablations, the projection, and the optimizer groups.
+
+    python -m pytest -q tests/test_distill.py
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from distill import (Distiller, build_optimizer, freeze_teacher, frozen_prefix, saved_tensor_bytes,
+                     teacher_features)
+from model import ConvVQA, VideoViT, ViTConfig
+
+
+def cfg(dim=64, depth=4, pool_dim=32, **kw):
+    return ViTConfig(embed_dim=dim, depth=depth, num_heads=4, pool_heads=4, pool_dim=pool_dim,
+                     num_frames=4, img_size=28, init_values=0.5, **kw)
+
+
+def pair(student_dim=32, teacher_pool=32, seed=0, **kw):
+    torch.manual_seed(seed)
+    teacher = freeze_teacher(VideoViT(cfg(dim=96, depth=4, pool_dim=teacher_pool)))
+    student = VideoViT(cfg(dim=64, depth=2, pool_dim=student_dim))
+    return Distiller(teacher, student, **kw)
+
+
+def batch(seed=0, b=3):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, 3, 4, 28, 28, generator=g), torch.rand(b, generator=g)
+
+
+def test_frozen_teacher_parameters_get_no_grad_and_trainable_ones_do():
+    d = pair()
+    x, y = batch()
+    d.train()
+    d(x, y)["loss"].backward()
+    t = d.teacher
+    for name, p in t.named_parameters():
+        trainable = name.startswith(("blocks.3.", "clip_projector.", "fc_norm.", "head."))
+        assert p.requires_grad == trainable, name
+        assert (p.grad is not None) == trainable, name
+    assert all(p.grad is not None for p in d.student.parameters())
+    assert frozen_prefix(t) == 3
+    assert not t.blocks[0].training and t.blocks[3].training  # frozen parts stay in eval mode
+
+
+@pytest.mark.parametrize("trainable, prefix, n_trainable_blocks", [("last", 3, 1), ("last+embed", 0, 1),
+                                                                   ("none", 4, 0), ("all", 0, 4)])
+def test_trainable_choices(trainable, prefix, n_trainable_blocks):
+    t = freeze_teacher(VideoViT(cfg()), trainable)
+    assert frozen_prefix(t) == prefix
+    assert sum(any(p.requires_grad for p in b.parameters()) for b in t.blocks) == n_trainable_blocks
+    assert t.pos_embed.requires_grad == (trainable in ("last+embed", "all"))
+    with pytest.raises(ValueError, match="trainable must be one of"):
+        freeze_teacher(t, "first")
+
+
+def test_teacher_features_equal_the_plain_forward():
+    t = freeze_teacher(VideoViT(cfg())).eval()
+    x, _ = batch()
+    torch.testing.assert_close(teacher_features(t, x), t.forward_features(x))
+
+
+def test_distill_step_saves_no_more_than_student_step_plus_teacher_tail():
+    d = pair()
+    d.train()
+    x, y = batch(b=2)
+    _, student = saved_tensor_bytes(lambda: F.mse_loss(d.student(x), y))
+    with torch.no_grad():
+        h = d.teacher.run_blocks(d.teacher.embed(x), d.teacher.blocks[:3])
+    _, tail = saved_tensor_bytes(lambda: F.mse_loss(d.teacher.forward_head(
+        d.teacher.pool(d.teacher.run_blocks(h, d.teacher.blocks[3:]))), y))
+    _, distill = saved_tensor_bytes(lambda: d(x, y)["loss"])
+    assert distill <= 1.1 * (student + tail)
+    # The authors' variant trains the embeddings, so backward goes through every block: the
+    # three frozen blocks then keep their activations too.
+    _, one_block = saved_tensor_bytes(lambda: d.teacher.blocks[3](h))
+    freeze_teacher(d.teacher, "last+embed")
+    _, released = saved_tensor_bytes(lambda: d(x, y)["loss"])
+    assert released - distill > 0.9 * 3 * one_block
+
+
+def test_loss_equals_a_hand_computation():
+    d = pair(student_dim=16)  # widths differ: a projection on the student side
+    d.eval()
+    x, y = batch()
+    out = d(x, y)
+    fs, ft = d.student.forward_features(x), d.teacher.forward_features(x)
+    ss, st = d.student.head(fs).squeeze(-1), d.teacher.head(ft).squeeze(-1)
+    a = d.align(fs)
+    a = (a - a.mean(-1, keepdim=True)) / torch.sqrt(a.var(-1, unbiased=False, keepdim=True) + 1e-5)
+    b = (ft - ft.mean(-1, keepdim=True)) / torch.sqrt(ft.var(-1, unbiased=False, keepdim=True) + 1e-5)
+    diff = (a - b).abs()
+    smooth_l1 = torch.where(diff < 2.0, 0.5 * diff ** 2 / 2.0, diff - 1.0).mean()  # beta 2
+    l_t, l_s = ((st - y) ** 2).mean(), ((ss - y) ** 2).mean()
+    torch.testing.assert_close(out["loss_teacher"], l_t)
+    torch.testing.assert_close(out["loss_student"], l_s)
+    torch.testing.assert_close(out["loss_align"], smooth_l1)
+    torch.testing.assert_close(out["loss"], l_t + l_s + smooth_l1)
+    torch.testing.assert_close(out["score_student"], ss)
+    d2 = pair(student_dim=16, w_teacher=0.5, w_student=2.0, w_align=3.0)
+    d2.load_state_dict(d.state_dict())
+    d2.eval()
+    torch.testing.assert_close(d2(x, y)["loss"], 0.5 * l_t + 2.0 * l_s + 3.0 * smooth_l1)
+
+
+def test_weight_zero_removes_exactly_its_term():
+    x, y = batch()
+    full = pair().eval()(x, y)
+    for kw, kept in [(dict(w_align=0), ("loss_teacher", "loss_student")),
+                     (dict(w_teacher=0), ("loss_student", "loss_align"))]:
+        out = pair(**kw).eval()(x, y)
+        torch.testing.assert_close(out["loss"], sum(full[k] for k in kept))
+        removed = {"loss_align", "loss_teacher", "loss_student"} - set(kept)
+        if "loss_align" in removed:
+            assert torch.isnan(out["loss_align"])
+
+
+def test_baseline_never_calls_the_teacher(monkeypatch):
+    d = pair(w_teacher=0, w_align=0)
+    calls = []
+    monkeypatch.setattr(d.teacher, "forward_features", lambda x: calls.append(1))
+    monkeypatch.setattr(d.teacher, "embed", lambda x: calls.append(1))
+    x, y = batch()
+    out = d(x, y)
+    assert calls == [] and out["score_teacher"] is None
+    torch.testing.assert_close(out["loss"], out["loss_student"])
+    with pytest.raises(ValueError, match="nothing to train"):
+        pair(w_teacher=0, w_align=0, w_student=0)
+
+
+def test_alignment_gradient_reaches_the_teacher_only_when_asked():
+    x, y = batch()
+    for detach, reaches in ((True, False), (False, True)):
+        d = pair(w_teacher=0, detach_teacher=detach)
+        d.train()
+        d(x, y)["loss"].backward()
+        assert (d.teacher.head.weight.grad is None)  # the head is not on the alignment path
+        assert (d.teacher.clip_projector.cross_attn.proj.weight.grad is not None) == reaches
+
+
+def test_projection_exactly_when_sizes_differ():
+    assert isinstance(pair(student_dim=32).align, torch.nn.Identity)
+    assert "align.weight" not in pair(student_dim=32).state_dict()
+    proj = pair(student_dim=16).align
+    assert isinstance(proj, torch.nn.Linear) and tuple(proj.weight.shape) == (32, 16)
+    torch.manual_seed(0)
+    conv = Distiller(freeze_teacher(VideoViT(cfg(pool_dim=32))), ConvVQA(widths=(8, 8, 8, 8), feature_dim=24))
+    assert tuple(conv.align.weight.shape) == (32, 24)
+
+
+def test_teacher_alone_and_bf16_prefix():
+    x, y = batch()
+    alone = Distiller(freeze_teacher(VideoViT(cfg()), "all"), None)
+    out = alone(x, y)
+    torch.testing.assert_close(out["loss"], out["loss_teacher"])
+    d = pair(teacher_dtype=torch.bfloat16)
+    assert d.teacher.blocks[0].mlp.fc1.weight.dtype == torch.bfloat16
+    assert d.teacher.blocks[3].mlp.fc1.weight.dtype == torch.float32
+    out = d.eval()(x, y)
+    assert out["score_teacher"].dtype == torch.float32 and torch.isfinite(out["loss"])
+
+
+def test_optimizer_groups():
+    d = pair(student_dim=16)
+    opt = build_optimizer([d.student, d.teacher, d.align], lr=1e-3, weight_decay=0.05, layer_decay=0.5)
+    where = {}
+    for g in opt.param_groups:
+        for name, p in zip(g["names"], g["params"]):
+            where[id(p)] = (name, g["weight_decay"], g["lr"])
+    trainable = [p for m in (d.student, d.teacher, d.align) for p in m.parameters() if p.requires_grad]
+    assert len(where) == len(trainable) and all(id(p) in where for p in trainable)
+    assert all(id(p) not in where for p in d.teacher.blocks[0].parameters())  # frozen: never seen
+    wd = {name: (decay, lr) for name, decay, lr in where.values()}
+    s = d.student  # depth 2: embeddings lr x 0.5^3, block 0 x 0.5^2, block 1 x 0.5, head x 1
+    assert where[id(s.pos_embed)][1:] == (0.0, pytest.approx(1e-3 * 0.125))
+    assert where[id(s.cls_token)][1] == 0.0
+    assert where[id(s.patch_embed.proj.weight)][1:] == (0.05, pytest.approx(1e-3 * 0.125))
+    assert where[id(s.blocks[0].attn.qkv.weight)][1:] == (0.05, pytest.approx(1e-3 * 0.25))
+    assert where[id(s.blocks[1].ls1.gamma)][1:] == (0.0, pytest.approx(1e-3 * 0.5))
+    assert where[id(s.blocks[1].norm1.weight)][1] == 0.0
+    assert where[id(s.blocks[1].mlp.fc1.bias)][1] == 0.0
+    assert where[id(s.clip_projector.cross_attn.q_bias)][1] == 0.0
+    assert where[id(s.head.weight)][1:] == (0.05, pytest.approx(1e-3))
+    assert where[id(d.teacher.blocks[3].attn.qkv.weight)][1:] == (0.05, pytest.approx(1e-3 * 0.5))
+    assert where[id(d.align.weight)][1:] == (0.05, pytest.approx(1e-3))
+    assert wd  # groups carry names for inspection
+    with pytest.raises(ValueError, match="nothing to optimize"):
+        build_optimizer(freeze_teacher(VideoViT(cfg()), "none"), lr=1e-3)
+
+
+def test_conv_student_through_a_distill_step_and_an_optimizer_step():
+    torch.manual_seed(0)
+    d = Distiller(freeze_teacher(VideoViT(cfg())), ConvVQA(widths=(8, 16, 16, 16), feature_dim=24))
+    opt = build_optimizer([d.student, d.teacher, d.align], lr=1e-2)
+    x, y = batch(b=4)
+    d.train()
+    before = [p.detach().clone() for p in d.student.parameters()]
+    out = d(x, y)
+    out["loss"].backward()
+    opt.step()
+    assert torch.isfinite(out["loss"])
+    assert all(not torch.equal(b, p) for b, p in zip(before, d.student.parameters()) if p.grad is not None)
+    assert d.align.weight.grad is not None

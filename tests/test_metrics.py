@@ -1,0 +1,185 @@
+"""Tests for metrics.py: agreement with scipy, a hand-checked example, the logistic fit and its
+fallbacks, input checks, and summarize.
+
+Run from the repository root:  python -m pytest -q tests/test_metrics.py
+"""
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import metrics
+from metrics import evaluate, fit_logistic, format_metrics, logistic, summarize
+
+
+def _noisy(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    pred = rng.normal(size=n)
+    return pred, 50 + 10 * pred + 8 * rng.normal(size=n)
+
+
+def _same_as_scipy(pred, mos):
+    r = evaluate(pred, mos)
+    assert r["srcc"] == pytest.approx(stats.spearmanr(pred, mos).statistic, abs=1e-12)
+    assert r["krcc"] == pytest.approx(stats.kendalltau(pred, mos).statistic, abs=1e-12)
+    assert r["plcc_raw"] == pytest.approx(stats.pearsonr(pred, mos).statistic, abs=1e-12)
+    _, mapped = fit_logistic(pred, mos)
+    assert r["plcc"] == pytest.approx(stats.pearsonr(mapped, mos).statistic, abs=1e-12)
+    assert r["n"] == len(pred) and r["fit"] == "logistic"
+    return r
+
+
+def test_matches_scipy_on_random_data():
+    _same_as_scipy(*_noisy())
+
+
+def test_matches_scipy_with_ties():
+    pred, mos = _noisy(seed=1)
+    pred, mos = np.round(pred), np.round(mos / 10)  # a handful of distinct values each
+    assert len(np.unique(pred)) < 10 and len(np.unique(mos)) < 15
+    _same_as_scipy(pred, mos)
+
+
+def test_hand_computed_example():
+    # pred ranks 1..5, mos ranks 1,3,2,5,4: d = 0,-1,1,-1,1, sum d^2 = 4,
+    # SRCC = 1 - 6 * 4 / (5 * 24) = 0.8. Of the 10 pairs, (2,3) and (4,5) are discordant:
+    # KRCC = (8 - 2) / 10 = 0.6. Raw PLCC: centred both are (-2,-1,0,1,2) vs (-2,0,-1,2,1),
+    # sum of products 8, sums of squares 10 and 10: 0.8.
+    r = evaluate([1, 2, 3, 4, 5], [10, 30, 20, 50, 40])
+    assert r["srcc"] == pytest.approx(0.8)
+    assert r["krcc"] == pytest.approx(0.6)
+    assert r["plcc_raw"] == pytest.approx(0.8)
+    assert r["n"] == 5
+
+
+def test_logistic_beats_raw_on_monotone_nonlinear_relation():
+    rng = np.random.default_rng(2)
+    pred = rng.uniform(-4, 4, size=300)
+    mos = logistic(pred, 90, 10, 0.5, 0.6) + rng.normal(scale=2, size=300)
+    r = _same_as_scipy(pred, mos)
+    assert r["plcc"] > r["plcc_raw"] + 0.02
+    assert r["plcc"] > 0.98
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
+@pytest.mark.parametrize("b", [(80.0, 20.0, 0.5, 0.7), (1.0, 4.0, -0.3, 1.5)])  # rising, falling
+def test_fit_recovers_known_parameters(scale, b):
+    pred = np.linspace(-3, 3, 60) * scale
+    b_true = np.array([b[0], b[1], b[2] * scale, b[3] * scale])
+    mos = logistic(pred, *b_true)
+    params, mapped = fit_logistic(pred, mos)
+    np.testing.assert_allclose(params, b_true, rtol=1e-5, atol=1e-8 * scale)
+    np.testing.assert_allclose(mapped, mos, atol=1e-8 * np.ptp(mos))
+
+
+def test_rmse_is_on_mos_scale():
+    pred, mos = _noisy(seed=3)
+    r = evaluate(pred, mos)
+    _, mapped = fit_logistic(pred, mos)
+    assert r["rmse"] == pytest.approx(np.sqrt(np.mean((mapped - mos) ** 2)))
+    assert 5 < r["rmse"] < 12  # noise std is 8 MOS points
+    # MOS x 100 scales RMSE x 100; the prediction scale and offset do not matter.
+    assert evaluate(pred, 100 * mos)["rmse"] == pytest.approx(100 * r["rmse"], rel=1e-4)
+    assert evaluate(1e3 * pred + 7, mos)["rmse"] == pytest.approx(r["rmse"], rel=1e-4)
+
+
+def test_torch_tensor_same_as_numpy():
+    torch = pytest.importorskip("torch")
+    pred, mos = (a.astype(np.float32) for a in _noisy(n=50, seed=4))
+    expected = evaluate(pred, mos)
+    t = torch.from_numpy(pred).requires_grad_(True)
+    assert evaluate(t, torch.from_numpy(mos)) == expected
+    assert evaluate(t[:, None], mos.tolist()) == expected  # (n, 1) and a list
+
+
+@pytest.mark.parametrize("pred, mos, match", [
+    ([1, 2, 3, 4, 5], [1, 2, 3, 4], r"different lengths: 5 vs 4"),
+    ([1, 2, 3], [1, 2, 3], r"at least 4 samples.*got 3"),
+    ([1, 2, np.nan, 4, 5], [1, 2, 3, 4, 5], r"pred contains 1 NaN or inf.*index 2"),
+    ([1, 2, 3, 4, 5], [1, np.inf, 3, 4, -np.inf], r"mos contains 2 NaN or inf.*index 1"),
+    (np.ones((3, 4)), np.ones(12), r"pred: expected a 1-D.*shape \(3, 4\)"),
+    (np.arange(5.0), np.ones((1, 5)), r"mos: expected a 1-D.*shape \(1, 5\)"),
+    (5.0, 5.0, r"expected a 1-D.*shape \(\)"),
+])
+def test_bad_input_raises(pred, mos, match):
+    with pytest.raises(ValueError, match=match):
+        evaluate(pred, mos)
+    with pytest.raises(ValueError, match=match):
+        fit_logistic(pred, mos)
+
+
+def test_constant_input_gives_nan_without_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = evaluate([3.0] * 6, [1, 2, 3, 4, 5, 6])
+        r_mos = evaluate([1, 2, 3, 4, 5, 6], [7] * 6)
+    for k in metrics.METRICS:
+        assert np.isnan(r[k]) and np.isnan(r_mos[k])
+    assert "predictions are constant" in r["fit"] and "mos are constant" in r_mos["fit"]
+    assert r["n"] == 6
+
+
+def test_small_and_noisy_inputs_never_crash_or_warn():
+    rng = np.random.default_rng(5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for n in (4, 5, 8, 30):
+            for _ in range(20):
+                pred, mos = rng.normal(size=n), rng.integers(0, 5, size=n).astype(float)
+                mos[:2] = 0, 4  # never constant
+                r = evaluate(pred, mos)
+                assert all(np.isfinite(r[k]) for k in metrics.METRICS), r
+                assert -1 <= r["plcc"] <= 1 + 1e-12
+
+
+def test_fallback_to_linear_when_fit_fails(monkeypatch):
+    pred, mos = _noisy(seed=6)
+
+    def no_convergence(*args, **kwargs):
+        raise RuntimeError("Optimal parameters not found: maxfev reached")
+
+    monkeypatch.setattr(metrics.optimize, "curve_fit", no_convergence)
+    r = evaluate(pred, mos)
+    assert r["fit"].startswith("linear") and "maxfev" in r["fit"]
+    assert r["plcc"] == pytest.approx(r["plcc_raw"])  # a linear map keeps Pearson's r
+
+
+def test_degenerate_fit_is_rejected(monkeypatch):
+    pred, mos = _noisy(seed=7)
+    monkeypatch.setattr(metrics.optimize, "curve_fit", lambda *a, **k: (np.array([1.0, 1.0, 0, 1]), None))
+    r = evaluate(pred, mos)
+    assert r["fit"].startswith("linear") and "constant mapped output" in r["fit"]
+    monkeypatch.setattr(metrics.optimize, "curve_fit", lambda *a, **k: (np.array([np.nan, 1.0, 0, 1]), None))
+    assert "non-finite" in evaluate(pred, mos)["fit"]
+
+
+def test_summarize_gives_median_and_spread():
+    plcc = [0.90, 0.70, 0.80, 0.95, float("nan")]
+    results = [dict(plcc=p, srcc=0.5, krcc=0.4, rmse=r, plcc_raw=0.6, n=10, fit="logistic")
+               for p, r in zip(plcc, [5, 1, 3, 2, 4])]
+    s = summarize(results)
+    assert s["plcc"]["median"] == pytest.approx(0.85) and s["plcc"]["n"] == 4  # nan left out
+    assert s["plcc"]["min"] == 0.70 and s["plcc"]["max"] == 0.95
+    assert s["plcc"]["iqr"] == pytest.approx(0.9125 - 0.775)
+    assert s["rmse"]["median"] == 3 and s["rmse"]["n"] == 5
+    assert s["srcc"] == dict(median=0.5, iqr=0.0, min=0.5, max=0.5, n=5)
+    with pytest.raises(ValueError, match="at least one"):
+        summarize([])
+
+
+def test_format_metrics():
+    d = dict(plcc=0.9123, srcc=0.9011, krcc=0.7449, rmse=7.1234, plcc_raw=0.8, n=10, fit="logistic")
+    assert format_metrics(d) == "PLCC 0.912  SRCC 0.901  KRCC 0.745  RMSE 7.12"
+    s = summarize([d, dict(d, plcc=0.8923)])
+    assert format_metrics(s).startswith("PLCC 0.902 (iqr 0.010)  SRCC 0.901 (iqr 0.000)")
+
+
+def test_plcc_keeps_the_sign_of_anti_correlated_predictions():
+    rng = np.random.default_rng(3)
+    mos = rng.uniform(0, 100, 60)
+    pred = -np.tanh((mos - 50) / 20) + rng.normal(0, 0.05, 60)  # decreasing in mos
+    r = evaluate(pred, mos)
+    assert r["srcc"] < -0.9 and r["plcc_raw"] < -0.9
+    assert r["plcc"] < -0.9  # the fitted curve is decreasing: the sign must survive it
+    assert evaluate(-pred, mos)["plcc"] == pytest.approx(-r["plcc"], abs=1e-4)

@@ -1,0 +1,302 @@
+"""Tests of model.py: shapes, official sizes and key layout, attention paths, an independent
+re-implementation of the upstream forward, and checkpoint loading.
+
+    python -m pytest -q tests/test_model.py
+"""
+import argparse
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from model import (CONFIGS, ConvVQA, VideoViT, ViTConfig, count_params, dct_patch_init, flops_per_clip,
+                   load_internvideo2, remap_state_dict, sincos_pos_embed)
+
+
+def tiny(**kw):
+    base = dict(embed_dim=64, depth=2, num_heads=4, pool_heads=4, pool_dim=32, num_frames=4,
+                img_size=28, init_values=0.5)
+    return ViTConfig(**{**base, **kw})
+
+
+def clip(cfg, batch=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, cfg.num_frames, cfg.img_size, cfg.img_size, generator=g)
+
+
+def randomize(model, seed=0):
+    """Give every parameter random values, so that a key loaded into the wrong place shows."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1 + (1.0 if p.ndim == 1 else 0.0))
+    return model
+
+
+def test_shapes():
+    cfg = tiny()
+    model = VideoViT(cfg)
+    x = clip(cfg)
+    assert model.embed(x).shape == (2, 1 + 4 * 2 * 2, 64)
+    assert model.forward_features(x).shape == (2, 32)
+    assert model(x).shape == (2,)
+    assert VideoViT(tiny(num_outputs=5))(x).shape == (2, 5)
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 28, 28, 3), (2, 3, 3, 28, 28), (2, 3, 4, 28, 30), (3, 4, 28, 28)])
+def test_bad_input_shape_names_the_shape(shape):
+    with pytest.raises(ValueError, match=str(tuple(shape)).replace("(", r"\(").replace(")", r"\)")):
+        VideoViT(tiny())(torch.zeros(shape))
+
+
+@pytest.mark.parametrize("name, keys, params_m", [("small", 178, 23.0), ("base", 178, 89.4),
+                                                  ("large", 334, 308.9), ("1b", 542, 1020.7)])
+def test_official_sizes_on_meta_device(name, keys, params_m):
+    with torch.device("meta"):
+        sd = VideoViT(CONFIGS[name]).state_dict()
+    assert len(sd) == keys
+    assert abs(count_params(CONFIGS[name]) / 1e6 - params_m) < 0.1
+    assert sd["pos_embed"].shape == (1, 2049, CONFIGS[name].embed_dim)
+    assert sd["patch_embed.proj.weight"].shape == (CONFIGS[name].embed_dim, 3, 1, 14, 14)
+    if name == "1b":
+        assert sd["blocks.39.attn.qkv.weight"].shape == (4224, 1408)
+        assert sd["blocks.0.mlp.fc1.weight"].shape == (6144, 1408)
+        assert "blocks.40.norm1.weight" not in sd
+    names = {k.split(".", 2)[-1] for k in sd if k.startswith("blocks.0.")}
+    assert names == {"norm1.weight", "attn.qkv.weight", "attn.q_norm.weight", "attn.k_norm.weight",
+                     "attn.proj.weight", "attn.proj.bias", "ls1.gamma", "norm2.weight", "mlp.fc1.weight",
+                     "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias", "ls2.gamma"}
+
+
+def test_fused_attention_equals_manual():
+    cfg = tiny()
+    fused = randomize(VideoViT(cfg)).eval()
+    manual = VideoViT(ViTConfig(**{**cfg.__dict__, "fused_attn": False})).eval()
+    manual.load_state_dict(fused.state_dict())
+    x = clip(cfg)
+    torch.testing.assert_close(fused(x), manual(x), rtol=1e-5, atol=1e-5)
+
+
+def reference_forward(sd, cfg, x):
+    """An independent functional forward written from the upstream description, reading the
+    official state dict directly: qkv reshaped (B, N, 3, heads, hd) as upstream does, q/k norm
+    applied to the transposed-back full width, GELU tanh, attention pooling, fc_norm, head."""
+    def rms(t, w):
+        return w * (t.float() * (t.float().pow(2).mean(-1, keepdim=True) + 1e-6).rsqrt())
+
+    B = x.shape[0]
+    D, H = cfg.embed_dim, cfg.num_heads
+    t = F.conv3d(x, sd["patch_embed.proj.weight"], sd["patch_embed.proj.bias"], stride=(1, 14, 14))
+    t = t.permute(0, 2, 3, 4, 1).reshape(B, -1, D)  # (B, T*h*w, D), frame by frame, row-major
+    t = torch.cat([sd["cls_token"].expand(B, 1, D), t], 1) + sd["pos_embed"]
+    N = t.shape[1]
+    for i in range(cfg.depth):
+        p = lambda k: sd[f"blocks.{i}.{k}"]
+        h = rms(t, p("norm1.weight"))
+        qkv = (h @ p("attn.qkv.weight").T).reshape(B, N, 3, H, D // H).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        q = rms(q.transpose(1, 2).reshape(B, N, D), p("attn.q_norm.weight")).reshape(B, N, H, -1).transpose(1, 2)
+        k = rms(k.transpose(1, 2).reshape(B, N, D), p("attn.k_norm.weight")).reshape(B, N, H, -1).transpose(1, 2)
+        a = ((q * (D // H) ** -0.5) @ k.transpose(-1, -2)).softmax(-1) @ v
+        a = a.transpose(1, 2).reshape(B, N, D) @ p("attn.proj.weight").T + p("attn.proj.bias")
+        t = t + p("ls1.gamma") * a
+        h = rms(t, p("norm2.weight")) @ p("mlp.fc1.weight").T + p("mlp.fc1.bias")
+        h = 0.5 * h * (1 + torch.tanh(math.sqrt(2 / math.pi) * (h + 0.044715 * h ** 3)))
+        t = t + p("ls2.gamma") * (h @ p("mlp.fc2.weight").T + p("mlp.fc2.bias"))
+    c = lambda k: sd[f"clip_projector.{k}"]
+    ln = lambda u, n: F.layer_norm(u, (D,), c(f"{n}.weight"), c(f"{n}.bias"), 1e-5)
+    Hp = cfg.pool_heads
+    q = ln(t.mean(1, keepdim=True), "norm1_q") @ c("cross_attn.q.weight").T + c("cross_attn.q_bias")
+    k = ln(t, "norm1_k") @ c("cross_attn.k.weight").T + c("cross_attn.k_bias")
+    v = ln(t, "norm1_v") @ c("cross_attn.v.weight").T + c("cross_attn.v_bias")
+    q, k, v = (u.reshape(B, -1, Hp, D // Hp).transpose(1, 2) for u in (q, k, v))
+    a = ((q * (D // Hp) ** -0.5) @ k.transpose(-1, -2)).softmax(-1) @ v
+    f = a.transpose(1, 2).reshape(B, D) @ c("cross_attn.proj.weight").T + c("cross_attn.proj.bias")
+    f = F.layer_norm(f, (cfg.pool_dim,), sd["fc_norm.weight"], sd["fc_norm.bias"], 1e-5)
+    return f, (f @ sd["head.weight"].T + sd["head.bias"]).squeeze(-1)
+
+
+def test_forward_matches_independent_reference():
+    cfg = tiny()
+    model = randomize(VideoViT(cfg)).eval()
+    x = clip(cfg)
+    feat, score = reference_forward(model.state_dict(), cfg, x)
+    torch.testing.assert_close(model.forward_features(x), feat, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(model(x), score, rtol=1e-4, atol=1e-4)
+
+
+def test_sincos_table():
+    dim, t, h, w = 64, 3, 2, 5
+    pe = sincos_pos_embed(dim, t, h, w)
+    assert pe.shape == (1 + t * h * w, dim)
+    assert torch.all(pe[0] == 0) and pe.abs().max() <= 1
+    grid = pe[1:].reshape(t, h * w, dim)
+    assert torch.equal(grid[:, :1, :16].expand(t, h * w, 16), grid[:, :, :16])  # temporal: same within a frame
+    assert torch.equal(grid[:1, :, 16:].expand(t, h * w, 48), grid[:, :, 16:])  # spatial: same across frames
+    assert len({tuple(r.tolist()) for r in pe[1:]}) == t * h * w  # every position distinct
+
+
+def test_flops_estimate_matches_torch_flop_counter():
+    cfg = tiny(depth=3, fused_attn=False)  # the counter does not see the CPU fused kernel
+    model = VideoViT(cfg).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(clip(cfg, batch=1))
+    assert counter.get_total_flops() == pytest.approx(flops_per_clip(cfg), rel=1e-3)
+
+
+def test_grad_checkpointing_gives_the_same_gradients():
+    cfg = tiny()
+    grads = []
+    for ckpt in (False, True):
+        model = VideoViT(ViTConfig(**{**cfg.__dict__, "grad_checkpointing": ckpt}))
+        randomize(model)
+        model(clip(cfg)).sum().backward()
+        grads.append(model.blocks[0].attn.qkv.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_drop_path_only_in_training():
+    cfg = tiny(drop_path=0.5)
+    model = randomize(VideoViT(cfg))
+    x = clip(cfg)
+    model.eval()
+    assert torch.equal(model(x), model(x))
+    model.train()
+    torch.manual_seed(0)
+    outs = [model(x) for _ in range(4)]
+    assert any(not torch.equal(outs[0], o) for o in outs[1:])
+
+
+def test_conv_student():
+    model = ConvVQA()
+    x = torch.randn(2, 3, 4, 64, 64)
+    assert model.forward_features(x).shape == (2, 256)
+    assert model(x).shape == (2,)
+    assert 1e6 < sum(p.numel() for p in model.parameters()) < 5e6
+
+
+# ------------------------------------------------------------------------------------------
+# Loading
+
+
+def official_file(source, frames=None):
+    """Wrap a state dict like the stage-2 release: nested under `module`, vision keys prefixed,
+    plus the decoders, text tower and extra tables that a vision-only model must drop."""
+    sd = {f"vision_encoder.{k}": v.clone() for k, v in source.state_dict().items()}
+    sd.update({"vision_encoder.clip_decoder.0.head.weight": torch.zeros(3, 3),
+               "vision_encoder.final_clip_decoder.head.weight": torch.zeros(3),
+               "vision_encoder.img_pos_embed": torch.zeros(1, 5, 2), "vision_encoder.clip_pos_embed": torch.zeros(2),
+               "text_encoder.bert.encoder.layer.0.weight": torch.zeros(2), "vision_proj.weight": torch.zeros(2, 2),
+               "text_proj.weight": torch.zeros(2, 2), "temp": torch.tensor(0.07), "itm_head.weight": torch.zeros(2)})
+    return {"module": sd}
+
+
+def test_official_layout_loads_and_reproduces_outputs():
+    cfg = tiny()
+    source, target = randomize(VideoViT(cfg), 1).eval(), VideoViT(cfg).eval()
+    report = load_internvideo2(target, official_file(source))
+    assert len(report["loaded"]) == len(source.state_dict())
+    assert len(report["dropped"]) == 9 and report["left_at_init"] == [] and report["resized"] == []
+    x = clip(cfg)
+    torch.testing.assert_close(target(x), source(x), rtol=0, atol=0)
+    assert torch.equal(target.pos_embed, source.pos_embed)  # same size: untouched
+
+
+def test_remap_strips_every_wrapper():
+    sd = {"model": {"backbone.encoder.blocks.0.ls1.gamma": torch.ones(2), "args": "not a tensor"}}
+    out, dropped = remap_state_dict(sd)
+    assert list(out) == ["blocks.0.ls1.gamma"] and dropped == ["args"]
+
+
+def test_four_frame_checkpoint_into_eight_frame_model():
+    src = randomize(VideoViT(tiny(num_frames=4, img_size=224)), 2)
+    # Patch rows of frame f hold the value f: linear interpolation from 4 to 8 frames with
+    # align_corners False samples source frame i/2 - 1/4, clamped to [0, 3].
+    with torch.no_grad():
+        src.pos_embed[0, 1:] = torch.arange(4.0).repeat_interleave(256)[:, None]
+    dst = VideoViT(tiny(num_frames=8, img_size=224))
+    report = load_internvideo2(dst, src.state_dict())
+    assert report["resized"] == ["pos_embed (1, 1025, 64) -> (1, 2049, 64)"]
+    per_frame = dst.pos_embed[0, 1:].reshape(8, 256, 64)
+    expected = torch.tensor([0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3.0])
+    torch.testing.assert_close(per_frame, expected[:, None, None].expand(8, 256, 64))
+    assert torch.equal(dst.pos_embed[0, 0], src.pos_embed[0, 0])  # cls row kept
+    assert torch.equal(dst.blocks[1].mlp.fc2.weight, src.blocks[1].mlp.fc2.weight)
+
+
+def test_spatial_resize_is_bicubic_per_frame():
+    src = VideoViT(tiny(num_frames=2, img_size=224))
+    dst = VideoViT(tiny(num_frames=2, img_size=112))
+    with torch.no_grad():
+        src.pos_embed[0, 1:] = torch.randn(2 * 256, 64)
+    load_internvideo2(dst, src.state_dict())
+    grid = src.pos_embed[0, 1:].reshape(2, 16, 16, 64).permute(0, 3, 1, 2)
+    expected = F.interpolate(grid, size=(8, 8), mode="bicubic", align_corners=False)
+    torch.testing.assert_close(dst.pos_embed[0, 1:], expected.permute(0, 2, 3, 1).reshape(128, 64))
+
+
+def test_classifier_head_is_left_at_init_and_reported():
+    cfg = tiny()
+    source = randomize(VideoViT(tiny(num_outputs=710)))
+    target = VideoViT(cfg)
+    head_before = target.head.weight.clone()
+    report = load_internvideo2(target, source.state_dict())
+    assert report["left_at_init"] == ["head.weight", "head.bias"]
+    assert torch.equal(target.head.weight, head_before)
+    assert torch.equal(target.fc_norm.weight, source.fc_norm.weight)
+    sd = {k: v for k, v in source.state_dict().items() if not k.startswith(("head.", "fc_norm."))}
+    report = load_internvideo2(target, sd)  # a pretrain file: no fc_norm, no head
+    assert sorted(report["left_at_init"]) == ["fc_norm.bias", "fc_norm.weight", "head.bias", "head.weight"]
+
+
+def test_missing_unexpected_and_misshaped_keys_raise_one_error_listing_all():
+    cfg = tiny()
+    sd = VideoViT(cfg).state_dict()
+    del sd["blocks.1.attn.k_norm.weight"]
+    sd["blocks.0.mlp.fc1.weight"] = torch.zeros(7, 64)
+    sd["blocks.9.norm1.weight"] = torch.zeros(64)
+    with pytest.raises(ValueError) as err:
+        load_internvideo2(VideoViT(cfg), sd)
+    msg = str(err.value)
+    assert "missing: blocks.1.attn.k_norm.weight" in msg
+    assert "unexpected: blocks.9.norm1.weight" in msg
+    assert "blocks.0.mlp.fc1.weight: file (7, 64) vs model (256, 64)" in msg
+    report = load_internvideo2(VideoViT(cfg), sd, strict=False)
+    assert report["missing"] == ["blocks.1.attn.k_norm.weight"]
+
+
+def test_file_with_non_tensor_objects_needs_trust(tmp_path):
+    cfg = tiny()
+    source = randomize(VideoViT(cfg))
+    path = tmp_path / "deepspeed.pt"
+    torch.save({"module": source.state_dict(), "args": argparse.Namespace(lr=1e-3)}, path)
+    with pytest.raises(ValueError, match="trust=True") as err:
+        load_internvideo2(VideoViT(cfg), str(path))
+    assert str(path) in str(err.value)
+    target = VideoViT(cfg)
+    load_internvideo2(target, str(path), trust=True)
+    assert torch.equal(target.head.weight, source.head.weight)
+    torch.save({"model": source.state_dict()}, tmp_path / "plain.pt")  # plain files need no trust
+    load_internvideo2(VideoViT(cfg), str(tmp_path / "plain.pt"))
+
+
+def test_dct_patch_init_is_the_orthonormal_2d_dct_of_each_channel():
+    from scipy.fft import dctn
+    cfg = ViTConfig(embed_dim=48, depth=1, num_heads=2, num_frames=2, img_size=28, tubelet_size=2,
+                    patch_init="dct")
+    conv = torch.nn.Conv3d(3, 48, (2, 14, 14), stride=(2, 14, 14))
+    dct_patch_init(conv)
+    assert torch.equal(VideoViT(cfg).patch_embed.proj.weight, conv.weight)  # what patch_init="dct" does
+    x = torch.randn(1, 3, 2, 14, 14, dtype=torch.float64)
+    out = F.conv3d(x, conv.weight.double(), conv.bias.double(), stride=conv.stride).flatten()
+    coef = dctn(x.sum(2)[0].numpy(), type=2, norm="ortho", axes=(1, 2))  # (3, 14, 14); frames summed
+    freqs = sorted(((u, v) for u in range(14) for v in range(14)), key=lambda f: (f[0] + f[1], f))
+    for i in range(48):
+        u, v = freqs[i // 3]
+        want = 0.3 * (1 + u + v) / 2 * coef[i % 3, u, v]
+        assert math.isclose(out[i].item(), want, rel_tol=1e-5, abs_tol=1e-6), (i, u, v)  # float32 weights
+    flat = torch.ones(1, 3, 2, 14, 14, dtype=torch.float64)  # a flat patch excites only the DC filters
+    resp = F.conv3d(flat, conv.weight.double(), stride=conv.stride).flatten()
+    assert resp[:3].abs().min() > 0.1 and resp[3:].abs().max() < 1e-6 * resp[:3].abs().min()  # float32 weights
