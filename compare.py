@@ -1,6 +1,6 @@
 """The paper's comparisons and the ablations it left open, rerun on the toy set (issue 5).
 
-    python compare.py                          # every row, 3 seeds: about 60 min on 2 CPU cores
+    python compare.py                          # every row, 3 seeds: 65 min on 2 CPU cores
     python compare.py --rows small,small+KD --seeds 0 --extra --epochs 1
 
 Each row is one train.py command, run once per seed (--seed; the toy set's fixed content split,
