@@ -54,12 +54,10 @@ ROWS = {  # name -> (train.py arguments, what it shows)
 CROSS = ("teacher", "small", "small+KD", "conv", "conv+KD")  # also evaluated on the held-out VVC encodes
 seeds = [int(s) for s in args.seeds.split(",")]
 rows = args.rows.split(",") if args.rows else list(ROWS)
-if unknown := set(rows) - set(ROWS) - {f"{r} on VVC" for r in CROSS}:
+if unknown := set(rows) - set(ROWS):
     sys.exit(f"unknown rows {sorted(unknown)}; known: {list(ROWS)}")
 if any("KD" in r for r in rows) and "teacher" not in rows:
     rows.insert(0, "teacher")  # the distilled rows need it
-
-
 ENV = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // args.jobs)))
 
 
@@ -67,42 +65,36 @@ def folder(row, seed):
     return os.path.join(args.out, f"{row.replace(' ', '_').replace('>', '')}-s{seed}")
 
 
-def train(row, seed):
-    """Run (or resume, or reuse) one train.py run; return its folder."""
-    out = folder(row, seed)
-    cmd = [sys.executable, "train.py", *COMMON, *(a.format(out=args.out, seed=seed) for a in ROWS[row][0]),
-           "--seed", str(seed), "--out", out, *args.extra]
-    if done(out):
-        return out
-    if os.path.exists(os.path.join(out, "last.pt")):
-        cmd.append("--resume")
-    print(f"[{time.strftime('%H:%M:%S')}] {row} seed {seed}: {' '.join(cmd[1:])}", flush=True)
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "log.txt"), "a") as log:
-        if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=ENV).returncode:
-            sys.exit(f"{row} seed {seed} failed: see {out}/log.txt")
-    open(os.path.join(out, "DONE"), "w").close()
-    return out
-
-
 def done(out):
     return os.path.exists(os.path.join(out, "DONE"))
 
 
-def cross_codec(row, seed):
-    """Evaluate a finished run's last.pt on toy_vvc.csv, in a folder of its own."""
-    src, out = folder(row, seed), folder(f"{row} on VVC", seed)
+def run(row, seed, out, *more):
+    """train.py with the row's arguments into `out`, logged to out/log.txt; out/DONE when it ends well."""
+    cmd = [sys.executable, "train.py", *COMMON, *(a.format(out=args.out, seed=seed) for a in ROWS[row][0]),
+           "--seed", str(seed), "--out", out, *args.extra, *more]
+    print(f"[{time.strftime('%H:%M:%S')}] {os.path.basename(out)}: {' '.join(cmd[1:])}", flush=True)
+    with open(os.path.join(out, "log.txt"), "a") as log:
+        if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=ENV).returncode:
+            sys.exit(f"{os.path.basename(out)} failed: see {out}/log.txt")
+    open(os.path.join(out, "DONE"), "w").close()
+
+
+def train(row, seed):
+    """Run, resume (an interrupted run) or reuse (a finished one) a row's training for one seed."""
+    out = folder(row, seed)
     if not done(out):
         os.makedirs(out, exist_ok=True)
-        shutil.copy(os.path.join(src, "last.pt"), os.path.join(out, "last.pt"))
-        cmd = [sys.executable, "train.py", *COMMON, *(a.format(out=args.out, seed=seed) for a in ROWS[row][0]),
-               "--seed", str(seed), "--out", out, *args.extra, "--resume", "--eval-only",
-               "--test-labels", os.path.join(args.data_root, "toy_vvc.csv")]
-        with open(os.path.join(out, "log.txt"), "w") as log:
-            if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=ENV).returncode:
-                sys.exit(f"{row} on VVC seed {seed} failed: see {out}/log.txt")
-        open(os.path.join(out, "DONE"), "w").close()
-    return out
+        run(row, seed, out, *(["--resume"] if os.path.exists(os.path.join(out, "last.pt")) else []))
+
+
+def cross_codec(row, seed):
+    """Evaluate a finished run's last.pt on toy_vvc.csv, in a folder of its own."""
+    out = folder(f"{row} on VVC", seed)
+    if not done(out):
+        os.makedirs(out, exist_ok=True)
+        shutil.copy(os.path.join(folder(row, seed), "last.pt"), os.path.join(out, "last.pt"))
+        run(row, seed, out, "--resume", "--eval-only", "--test-labels", os.path.join(args.data_root, "toy_vvc.csv"))
 
 
 def result(out, column):
@@ -113,26 +105,26 @@ def result(out, column):
 
 
 t0 = time.time()
-train_rows = [r for r in rows if r in ROWS]
-cross_rows = [r for r in CROSS if r in train_rows and (args.rows is None or f"{r} on VVC" in rows or r in rows)]
-slow_first = sorted(train_rows, key=lambda r: (r != "teacher", "base" not in r))
+cross_rows = [r for r in CROSS if r in rows]
+slow_first = sorted(rows, key=lambda r: (r != "teacher", "base" not in r))
 with ThreadPoolExecutor(args.jobs) as pool:  # the distilled rows wait for the teachers they load
     list(pool.map(lambda job: train(*job), [(r, s) for r in slow_first for s in seeds if "KD" not in r]))
     list(pool.map(lambda job: train(*job), [(r, s) for r in slow_first for s in seeds if "KD" in r]))
     list(pool.map(lambda job: cross_codec(*job), [(r, s) for r in cross_rows for s in seeds]))
 table = []
-for row in train_rows:
+for row in rows:
     column = "teacher" if row == "teacher" else "student"
     table.append((row, ROWS[row][1], metrics.summarize([result(folder(row, s), column) for s in seeds])))
     if row in cross_rows:
         table.append((f"{row} on VVC", "trained on the 5 toy codecs, tested on VVC encodes of unseen contents",
                       metrics.summarize([result(folder(f"{row} on VVC", s), column) for s in seeds])))
 
+
 def cell(s, key):
     return f"{s[key]['median']:.3f} [{s[key]['min']:.3f}, {s[key]['max']:.3f}]"
 
 
-lines = [f"| row | SRCC median [min, max] | PLCC median [min, max] | what it shows |", "|---|---|---|---|"]
+lines = ["| row | SRCC median [min, max] | PLCC median [min, max] | what it shows |", "|---|---|---|---|"]
 lines += [f"| {row} | {cell(s, 'srcc')} | {cell(s, 'plcc')} | {what} |" for row, what, s in table]
 lines.append(f"\n{len(seeds)} seeds ({args.seeds}); train.py {' '.join(COMMON + args.extra)}; "
              f"{(time.time() - t0) / 60:.0f} min for the runs not already done")

@@ -99,7 +99,7 @@ def main():
             clips = ds[0][0].to(args.device)  # (clips, 3, T, S, S)
             with torch.no_grad():
                 score = model(clips).float().mean().item()
-            print(f"{path},{lo + (hi - lo) * score:.4f}", flush=True)
+            print(f"{path},{lo + (hi - lo) * score:.9g}", flush=True)
         except (OSError, ValueError, RuntimeError) as e:
             failed += 1
             print(f"error: {path}: {e}", file=sys.stderr, flush=True)

@@ -128,13 +128,14 @@ log(f"device {device} x{world}, dtype {args.dtype}, torch {torch.__version__}, {
 
 if args.data == "toy":
     root = args.data_root or os.path.join("data", "toy" if args.toy_variant == "default" else "toy-tiny")
-    if master:
-        t0 = time.time()
-        labels = data.make_toy_dataset(root, tiny=args.toy_variant == "tiny")
-        log(f"toy set: {labels} ({time.time() - t0:.0f}s; labels are VMAF against the source, not human opinion)")
-    if ddp:
+    t0 = time.time()
+    if ddp and not master:
+        dist.barrier()  # the master builds it (once); the others then find it cached
+    labels = data.make_toy_dataset(root, tiny=args.toy_variant == "tiny")
+    if ddp and master:
         dist.barrier()
-    items = data.load_csv(data.make_toy_dataset(root, tiny=args.toy_variant == "tiny"))
+    log(f"toy set: {labels} ({time.time() - t0:.0f}s; labels are VMAF against the source, not human opinion)")
+    items = data.load_csv(labels)
 elif args.data == "csv":
     items = data.load_csv(args.labels)
 elif args.data == "waterloo4k":
@@ -358,8 +359,10 @@ def write_predictions(rows):
         w = csv.writer(f)
         w.writerow(["path", "mos", "teacher", "student"])
         for i, t, s in rows:
-            w.writerow([test_items[i]["path"], test_items[i]["mos"], "" if t is None else f"{t:.4f}",
-                        "" if s is None else f"{s:.4f}"])
+            # 9 significant digits: every distinct float32 score stays distinct, so metrics computed
+            # from this file (compare.py does) equal the logged ones even for near-constant scores
+            w.writerow([test_items[i]["path"], test_items[i]["mos"], "" if t is None else f"{t:.9g}",
+                        "" if s is None else f"{s:.9g}"])
     os.replace(tmp, os.path.join(args.out, "predictions.csv"))
 
 

@@ -144,3 +144,24 @@ def test_sigterm_saves_and_resume_finishes(toy, tmp_path):
     assert step >= 3
     proc = run(args + ["--resume", "--max-steps", str(step + 1)])
     assert f"resumed from {out}/last.pt at step {step}" in proc.stdout
+
+
+def test_compare_runs_teacher_first_and_reuses_finished_runs(toy, trained, tmp_path):
+    out = tmp_path / "compare"
+    small = ["--toy-variant", "tiny", "--frames", "2", "--size", "28", "--stride", "1", "--test-clips", "1",
+             "--batch-size", "2", "--workers", "0", "--max-steps", "1"]
+    args = ["--rows", "conv+KD", "--seeds", "0", "--jobs", "1", "--out", str(out), "--data-root", toy, "--extra", *small]
+    first = run(args, script="compare.py", timeout=300)
+    launched = [line.split("]")[1].split(":")[0].strip() for line in first.stdout.splitlines() if line.startswith("[")]
+    assert launched == ["teacher-s0", "conv+KD-s0", "teacher_on_VVC-s0", "conv+KD_on_VVC-s0"]
+    assert f"teacher: {out}/teacher-s0/last.pt" in (out / "conv+KD-s0" / "log.txt").read_text()
+    table = (out / "results.md").read_text()
+    assert [line.split("|")[1].strip() for line in table.splitlines()[2:6]] == [
+        "teacher", "teacher on VVC", "conv+KD", "conv+KD on VVC"]
+    last_eval = [line for line in (out / "conv+KD-s0" / "log.txt").read_text().splitlines()
+                 if line.strip().startswith("student ")][-1]
+    srcc = float(last_eval.split("SRCC")[1].split()[0])
+    assert table.splitlines()[4].split("|")[2].strip().startswith(f"{srcc:.3f}")  # the run's own final eval
+    second = run(args, script="compare.py")
+    assert not [line for line in second.stdout.splitlines() if line.startswith("[")]  # nothing ran again
+    assert second.stdout.splitlines()[:6] == first.stdout.splitlines()[4:10]
