@@ -27,7 +27,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 import data
+import datasets
 import metrics
+import toy
 from distill import Distiller, build_optimizer, freeze_teacher
 from model import CONFIGS, ConvVQA, VideoViT, ViTConfig, count_params, flops_per_clip, format_report, load_internvideo2
 
@@ -131,28 +133,28 @@ if args.data == "toy":
     t0 = time.time()
     if ddp and not master:
         dist.barrier()  # the master builds it (once); the others then find it cached
-    labels = data.make_toy_dataset(root, tiny=args.toy_variant == "tiny")
+    labels = toy.make_toy_dataset(root, tiny=args.toy_variant == "tiny")
     if ddp and master:
         dist.barrier()
     log(f"toy set: {labels} ({time.time() - t0:.0f}s; labels are VMAF against the source, not human opinion)")
-    items = data.load_csv(labels)
+    items = datasets.load_csv(labels)
 elif args.data == "csv":
-    items = data.load_csv(args.labels)
+    items = datasets.load_csv(args.labels)
 elif args.data == "waterloo4k":
-    items = data.waterloo4k_index(args.data_root, args.labels)
+    items = datasets.waterloo4k_index(args.data_root, args.labels)
 else:
-    items = data.bvihd_index(args.data_root, args.labels, fps=args.yuv_fps, bit_depth=args.yuv_bit_depth)
+    items = datasets.bvihd_index(args.data_root, args.labels, fps=args.yuv_fps, bit_depth=args.yuv_bit_depth)
 if args.split == "official":
-    train_items, test_items = data.official_split(items, args.data)
+    train_items, test_items = datasets.official_split(items, args.data)
 else:
-    train_items, test_items = data.split_by_source(items, args.test_fraction, args.split_seed)
+    train_items, test_items = datasets.split_by_source(items, args.test_fraction, args.split_seed)
 if args.test_labels:
     seen = {it["source"] for it in train_items}
-    test_items = [it for it in data.load_csv(args.test_labels) if it["source"] not in seen]
+    test_items = [it for it in datasets.load_csv(args.test_labels) if it["source"] not in seen]
 if len(test_items) < 4 or not train_items:
     sys.exit(f"the split leaves {len(train_items)} train and {len(test_items)} test videos: metrics need at "
              f"least 4 test videos (more sources, or another --test-fraction)")
-lo, hi = data.label_range(args.data, train_items)
+lo, hi = datasets.label_range(args.data, train_items)
 n_src = lambda its: len({it["source"] for it in its})
 log(f"data: {args.data}, {len(train_items)} train videos ({n_src(train_items)} sources), "
     f"{len(test_items)} test videos ({n_src(test_items)} sources), labels {lo:g}..{hi:g} -> targets 0..1")

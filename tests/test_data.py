@@ -1,15 +1,10 @@
 """Tests for data.py: frame-exact reads (containers and raw YUV), sampling geometry, fragments,
-CSV and dataset indexes, bad inputs, content splits, the Dataset with worker processes, and the
-tiny toy set (labels, cache hit, byte-identical rebuild, atomic failure).
+bad inputs and the Dataset with worker processes.
 Test videos are made in a temporary folder with the bundled ffmpeg; CPU only, about 10 s.
 
 Run from the repository root:  python -m pytest -q tests/test_data.py
 """
-import csv
-import filecmp
-import os
 import subprocess
-import time
 
 import imageio_ffmpeg
 import numpy as np
@@ -249,102 +244,6 @@ def test_normalise():
 
 
 # -----------------------------------------------------------------------------
-# indexes and splits
-
-
-def write_csv(path, text):
-    path.write_text(text)
-    return path
-
-
-def test_load_csv(tmp_path, videos):
-    sub = tmp_path / "clips"
-    sub.mkdir()
-    (sub / "a.mp4").write_bytes(b"x")
-    text = f"path,mos,codec\nclips/a.mp4,42.5,h264\n{videos['mkv']},7,\n"  # relative, absolute
-    items = data.load_csv(write_csv(tmp_path / "list.csv", text))
-    assert items == [dict(path=str(sub / "a.mp4"), mos=42.5, source="a", codec="h264"),
-                     dict(path=videos["mkv"], mos=7.0, source="pattern", codec="")]
-    items = data.load_csv(write_csv(tmp_path / "src.csv", "\ufeffmos,source,path\n1,s1,clips/a.mp4\n"))  # with a BOM
-    assert items[0]["source"] == "s1"
-
-
-@pytest.mark.parametrize("text,error,match", [
-    ("file,mos\nclips/a.mp4,1\n", ValueError, r"bad.csv, line 1: .*lacks \['path'\]"),
-    ("path,score\nclips/a.mp4,1\n", ValueError, r"bad.csv, line 1: .*lacks \['mos'\]"),
-    ("path,mos\nclips/a.mp4,nan\n", ValueError, r"bad.csv, line 2: score 'nan' is not a finite number"),
-    ("path,mos\nclips/a.mp4,good\n", ValueError, r"bad.csv, line 2: score 'good'"),
-    ("path,mos\nclips/a.mp4,1\n./clips/a.mp4,2\n", ValueError, r"bad.csv, line 3: duplicated path .* line 2"),
-    ("path,mos\nclips/a.mp4,1\n,2\n", ValueError, r"bad.csv, line 3: empty path"),
-    ("path,mos\nclips/a.mp4,1\nclips/gone.mp4,2\n", FileNotFoundError, r"bad.csv, line 3: .*gone.mp4 does not exist"),
-])
-def test_load_csv_errors(tmp_path, text, error, match):
-    (tmp_path / "clips").mkdir()
-    (tmp_path / "clips" / "a.mp4").write_bytes(b"x")
-    with pytest.raises(error, match=match):
-        data.load_csv(write_csv(tmp_path / "bad.csv", text))
-
-
-def test_waterloo4k_index(tmp_path):
-    lines = []
-    for codec in ("H264", "VP9"):
-        for video in range(1, 7):
-            for level in (1, 2):
-                path = tmp_path / codec / f"{video:02d}" / f"960x540_{level}.mp4"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(b"x")
-                lines.append(f"{codec} {video} {'960x540' if video % 2 else '540p'} {level} {10 * level + video}")
-    (tmp_path / "scores.txt").write_text("\n".join(lines) + "\n")
-    items = data.waterloo4k_index(tmp_path)
-    assert len(items) == 24
-    assert items[0] == dict(path=str(tmp_path / "H264" / "01" / "960x540_1.mp4"), mos=11.0, source="1",
-                            codec="H264", level="1", resolution="960x540")
-    train, test = data.official_split(items, "waterloo4k")
-    assert {it["source"] for it in test} == {"1", "2", "3", "4"} and {it["source"] for it in train} == {"5", "6"}
-    assert data.label_range("waterloo4k", items) == (0.0, 100.0)
-    (tmp_path / "bad.txt").write_text("H264 1 960x540 1 50\nH264 9 960x540 1 50\n")
-    with pytest.raises(FileNotFoundError, match=r"bad.txt, line 2: .*09.960x540_1.mp4"):
-        data.waterloo4k_index(tmp_path, tmp_path / "bad.txt")
-
-
-def test_bvihd_index(tmp_path):
-    names = ["BallUnderWater_QP27", "Bookcase_QP37_synth", "Flowers_QP32", "Water_QP22"]
-    (tmp_path / "seqs").mkdir()
-    for name in names:
-        (tmp_path / "seqs" / f"{name}.yuv").write_bytes(b"")
-    rows = "".join(f"{name}  {10 + i}\n" for i, name in enumerate(names))
-    (tmp_path / "dmos.txt").write_text("video DMOS\n# comment\n" + rows)
-    items = data.bvihd_index(tmp_path, tmp_path / "dmos.txt", bit_depth=10, fps=60)
-    assert [it["source"] for it in items] == ["BallUnderWater", "Bookcase", "Flowers", "Water"]
-    assert [it["mos"] for it in items] == [90.0, 89.0, 88.0, 87.0]
-    assert items[0]["path"] == str(tmp_path / "seqs" / "BallUnderWater_QP27.yuv")
-    assert data._yuv_args(items[0]) == dict(width="1920", height="1080", bit_depth="10", fps="60")
-    train, test = data.official_split(items, "bvihd")
-    assert [it["source"] for it in test] == ["BallUnderWater", "Bookcase"] and len(train) == 2
-    (tmp_path / "dmos.csv").write_text("name,DMOS,std\nFlowers_QP32.yuv,12.5,3.1\n")
-    assert data.bvihd_index(tmp_path, tmp_path / "dmos.csv", bit_depth=8, fps=60)[0]["mos"] == 87.5
-    (tmp_path / "dmos.csv").write_text("name,dmos\nFlowers_QP32.yuv,12.5\nGone_QP1,3\n")
-    with pytest.raises(FileNotFoundError, match=r"dmos.csv, line 3: no file Gone_QP1.yuv"):
-        data.bvihd_index(tmp_path, tmp_path / "dmos.csv", bit_depth=8, fps=60)
-
-
-def test_splits_share_no_source():
-    items = [dict(path=f"{s}_{q}.mp4", mos=float(q), source=f"s{s}") for s in range(10) for q in range(4)]
-    train, test = data.split_by_source(items, 0.3, seed=1)
-    assert len(train) + len(test) == 40 and len(test) == 12
-    assert not {it["source"] for it in train} & {it["source"] for it in test}
-    assert (train, test) == data.split_by_source(items, 0.3, seed=1)
-    assert test != data.split_by_source(items, 0.3, seed=2)[1]
-    with pytest.raises(ValueError, match="at least 2 sources"):
-        data.split_by_source(items[:4])
-    with pytest.raises(ValueError, match="no official split"):
-        data.official_split(items, "csv")
-    with pytest.raises(ValueError, match="0 test"):
-        data.official_split(items, "bvihd")
-    assert data.label_range("csv", items) == (0.0, 3.0)
-
-
-# -----------------------------------------------------------------------------
 # dataset
 
 
@@ -400,108 +299,6 @@ def test_dataset_train_is_reproducible_with_workers(items):
     assert torch.equal(first, run(2, seed=1))  # the loader's seed plays no part: (seed, epoch, index) do
     ds.set_epoch(1)
     assert not torch.equal(first, run(2))
-
-
-# ---------------------------------------------------------------------------
-# the toy set (tiny variant)
-
-COLUMNS = ["path", "mos", "source", "codec", "level", "split", "reference"]
-
-
-def read(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return data.make_toy_dataset(tmp_path_factory.mktemp("toy") / "tiny", tiny=True)
-
-
-def test_csv_columns_and_files(tiny):
-    with open(tiny) as f:
-        assert f.readline().strip().split(",") == COLUMNS
-    rows, vvc = read(tiny), read(tiny.parent / "toy_vvc.csv")
-    sources, codecs = data.TOY_TINY["sources"], data.TOY_TINY["codecs"]
-    assert len(rows) == len(sources) * (len(codecs) - 1) * 4  # every source, codec and level once
-    assert {r["codec"] for r in rows} == set(codecs) - {"vvc"} and {r["codec"] for r in vvc} == {"vvc"}
-    assert {r["source"] for r in vvc} == {r["source"] for r in rows if r["split"] == "test"} != set()
-    for r in rows + vvc:
-        assert 0 <= float(r["mos"]) <= 100 and r["level"] in "1234"
-        for p in (r["path"], r["reference"]):
-            assert (tiny.parent / p).stat().st_size > 0, p
-
-
-def test_labels_fall_as_level_worsens(tiny):
-    rows = read(tiny) + read(tiny.parent / "toy_vvc.csv")
-    for codec in {r["codec"] for r in rows}:
-        means = [sum(float(r["mos"]) for r in rows if r["codec"] == codec and r["level"] == str(level))
-                 / sum(r["codec"] == codec and r["level"] == str(level) for r in rows) for level in (1, 2, 3, 4)]
-        assert means == sorted(means) and len(set(means)) == 4, (codec, means)
-
-
-def test_second_call_is_a_cache_hit(tiny, monkeypatch):
-    def no_ffmpeg(*args, **kwargs):
-        raise AssertionError("a cached toy set must not run ffmpeg")
-    monkeypatch.setattr(data.subprocess, "run", no_ffmpeg)
-    start = time.perf_counter()
-    assert data.make_toy_dataset(tiny.parent, tiny=True) == tiny
-    assert time.perf_counter() - start < 0.5
-
-
-def test_rebuild_is_byte_identical(tiny, tmp_path):
-    again = data.make_toy_dataset(tmp_path / "tiny", tiny=True)
-    for dirpath, _, files in os.walk(tiny.parent):
-        for name in files:
-            rel = os.path.relpath(os.path.join(dirpath, name), tiny.parent)
-            assert filecmp.cmp(tiny.parent / rel, again.parent / rel, shallow=False), rel
-
-
-def failing_encoder(monkeypatch, damage):
-    """From the second encode command on, run `damage(real_ffmpeg, args, cwd)` in its place."""
-    real, calls = data._run_ffmpeg, []
-
-    def fake(args, cwd):
-        if "-map" not in args or "-filter_complex" in args or "lavfi" in args:
-            return real(args, cwd)  # the reference render and the labelling run untouched
-        calls.append(args)
-        return real(args, cwd) if len(calls) == 1 else damage(real, args, cwd)
-    monkeypatch.setattr(data, "_run_ffmpeg", fake)
-
-
-def test_failed_build_leaves_no_complete_set(tmp_path, monkeypatch):
-    failing_encoder(monkeypatch, lambda real, args, cwd: (False, "simulated encoder crash"))
-    with pytest.raises(RuntimeError, match="simulated encoder crash"):
-        data.make_toy_dataset(tmp_path / "tiny", tiny=True)
-    assert os.listdir(tmp_path) == []  # neither the set nor its temporary build folder
-
-
-def test_empty_output_is_an_error_naming_the_file(tmp_path, monkeypatch):
-    def empty(real, args, cwd):  # exit 0 but a zero-byte file, as libvvenc did with its threads
-        result = real(args, cwd)
-        open(os.path.join(cwd, args[-1]), "w").close()
-        return result
-    failing_encoder(monkeypatch, empty)
-    with pytest.raises(RuntimeError, match=r"/\w+_4\.\w+: empty or missing"):
-        data.make_toy_dataset(tmp_path / "tiny", tiny=True)
-    assert os.listdir(tmp_path) == []
-
-
-def test_short_output_is_an_error_naming_the_file(tmp_path, monkeypatch):
-    failing_encoder(monkeypatch, lambda real, args, cwd: real(args[:-1] + ["-frames:v", "3", args[-1]], cwd))
-    with pytest.raises(RuntimeError, match=r"/\w+_4\.\w+: decodes to 3 frames, expected 12"):
-        data.make_toy_dataset(tmp_path / "tiny", tiny=True)
-
-
-def test_toy_official_split_is_the_split_column(tiny):
-    items = data.load_csv(tiny)
-    train, test = data.official_split(items, "toy")
-    assert len(train) + len(test) == len(items) and test
-    assert not {it["source"] for it in train} & {it["source"] for it in test}
-    vvc = data.load_csv(tiny.parent / "toy_vvc.csv")
-    assert {it["source"] for it in vvc} == {it["source"] for it in test}  # VVC: unseen contents only
-    with pytest.raises(ValueError, match="no 'split' column"):
-        data.official_split([dict(path="a.mp4", mos=1.0, source="a")] * 4, "toy")
 
 
 @pytest.mark.parametrize("h, w, bit_depth", [(7, 9, 8), (720, 1280, 10)])  # odd sizes; BT.709 at 720p

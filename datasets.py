@@ -1,0 +1,208 @@
+"""Which videos, with what labels, split how: label files, dataset indexes and content splits.
+
+Every source of labels becomes a list of item dicts {path, mos, source, ...}: load_csv() for any CSV
+list, waterloo4k_index() and bvihd_index() for the two datasets of the InternVQA paper (arXiv
+2502.19026; layouts in REFERENCE section 4). label_range() gives the scale that training maps to
+[0, 1]. official_split() holds out the authors' fixed test contents, split_by_source() a seeded
+random share of the contents: synthetic-distortion sets are split by source, never by video.
+
+    items = load_csv("data/list.csv")            # header path,mos[,source,...]
+    train_items, test_items = split_by_source(items, test_fraction=0.25, seed=0)
+
+Needs only numpy.
+"""
+import csv
+import math
+import os
+import re
+
+import numpy as np
+
+# -----------------------------------------------------------------------------
+
+
+def _score(text, where):
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise ValueError(f"{where}: score {text!r} is not a finite number")
+    return value
+
+
+def load_csv(path):
+    """Items of a CSV list with header `path,mos` and optional `source` plus any other columns.
+
+    Relative paths resolve against the CSV's folder (stored absolute); mos becomes a float and the
+    other columns stay strings (width, height, bit_depth, fps describe raw .yuv files). Without a
+    `source` column every video is its own content (the file stem), so splits are then by video:
+    give `source` for synthetic-distortion sets, where one content has many distorted versions.
+    """
+    path = str(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet may write a BOM
+        reader = csv.DictReader(f)
+        missing = {"path", "mos"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{path}, line 1: header {reader.fieldnames} lacks {sorted(missing)}")
+        items, seen = [], {}
+        for row in reader:
+            where = f"{path}, line {reader.line_num}"
+            if None in row:
+                raise ValueError(f"{where}: more fields than the header has columns")
+            name = (row["path"] or "").strip()
+            if not name:
+                raise ValueError(f"{where}: empty path")
+            video = os.path.normpath(os.path.join(folder, name))
+            if video in seen:
+                raise ValueError(f"{where}: duplicated path {name!r} (first on line {seen[video]})")
+            seen[video] = reader.line_num
+            mos = _score(row["mos"], where)
+            if not os.path.isfile(video):
+                raise FileNotFoundError(f"{where}: {video} does not exist")
+            source = row.get("source") or os.path.splitext(os.path.basename(video))[0]
+            extra = {k: v or "" for k, v in row.items() if k not in ("path", "mos", "source")}
+            items.append(dict(path=video, mos=mos, source=source, **extra))
+    if not items:
+        raise ValueError(f"{path}: no videos listed")
+    return items
+
+
+
+def _rows(path):
+    """(line number, fields) of a label file: comma, semicolon or whitespace separated; '#' comments."""
+    with open(path, encoding="utf-8-sig") as f:
+        for n, line in enumerate(f, 1):
+            fields = [s for s in re.split(r"[,;\s]+", line.strip()) if s]
+            if fields and not fields[0].startswith("#"):
+                yield n, fields
+
+
+def _is_number(text):
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def waterloo4k_index(root, labels=None):
+    """Waterloo IVC 4K: `<root>/<Encoder>/<NN>/<W>x<H>_<level>.mp4` and `scores.txt`, five columns
+    without header: encoder, video number, resolution (WxH or 540/1080/2160[p]), level, MOS (0-100,
+    higher is better). source = video number; codec, level, resolution kept as columns."""
+    root = os.path.abspath(root)
+    labels = labels or os.path.join(root, "scores.txt")
+    folders = {d.lower(): d for d in os.listdir(root)}  # encoder names in any case
+    heights = {"540": "960x540", "1080": "1920x1080", "2160": "3840x2160"}
+    items = []
+    for n, fields in _rows(labels):
+        where = f"{labels}, line {n}"
+        if n == 1 and not _is_number(fields[-1]):
+            continue  # tolerate a header
+        if len(fields) != 5:
+            raise ValueError(f"{where}: expected encoder, video, resolution, level, MOS; got {fields}")
+        codec, video, res, level, mos = fields
+        if not (video.isdigit() and level.isdigit()):
+            raise ValueError(f"{where}: video number and level must be integers, got {video!r}, {level!r}")
+        res = heights.get(res.lower().rstrip("p"), res.lower())
+        folder = os.path.join(root, folders.get(codec.lower(), codec), f"{int(video):02d}")
+        path = os.path.join(folder, f"{res}_{int(level)}.mp4")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{where}: {path} does not exist")
+        items.append(dict(path=path, mos=_score(mos, where), source=str(int(video)), codec=codec,
+                          level=str(int(level)), resolution=res))
+    return items
+
+
+def bvihd_index(root, labels, *, bit_depth, fps, width=1920, height=1080):
+    """BVI-HD: raw 4:2:0 .yuv files anywhere under `root` plus a label file.
+
+    The label file's layout is not fixed publicly, so it is read liberally: one video per line,
+    fields split by commas, semicolons or spaces; the first non-numeric field is the file name
+    (.yuv optional, folders ignored); the DMOS is the column a header line names `*dmos*`, else the
+    last number on the line; '#' starts a comment. DMOS (lower is better) becomes mos = 100 - DMOS
+    (the authors trained on DMOS / 100; correlations only change sign). source = the file name up
+    to its first `_`. bit_depth and fps: from the dataset's instructions (REFERENCE section 4).
+    """
+    root = os.path.abspath(root)
+    files = {}
+    for folder, _, names in sorted(os.walk(root)):
+        for name in sorted(names):
+            if name.lower().endswith(".yuv"):
+                files.setdefault(name.lower(), os.path.join(folder, name))
+    items, column = [], None
+    for n, fields in _rows(labels):
+        where = f"{labels}, line {n}"
+        numbers = [s for s in fields if _is_number(s)]
+        if not numbers and not items:  # a header: remember which column holds the DMOS
+            column = next((i for i, s in enumerate(fields) if "dmos" in s.lower()), None)
+            continue
+        names = [s for s in fields if not _is_number(s)]
+        if not names or not numbers:
+            raise ValueError(f"{where}: expected a file name and a DMOS, got {fields}")
+        name = os.path.basename(names[0])
+        name = name if name.lower().endswith(".yuv") else name + ".yuv"
+        if name.lower() not in files:
+            raise FileNotFoundError(f"{where}: no file {name} under {root}")
+        dmos = fields[column] if column is not None and column < len(fields) else numbers[-1]
+        items.append(dict(path=files[name.lower()], mos=100.0 - _score(dmos, where), source=name.split("_")[0],
+                          dmos=dmos, width=str(width), height=str(height), bit_depth=str(bit_depth), fps=str(fps)))
+    return items
+
+
+NOMINAL_RANGE = {"bvihd": (0.0, 100.0), "waterloo4k": (0.0, 100.0), "toy": (0.0, 100.0)}
+
+
+def label_range(dataset, items=None):
+    """(lo, hi) of a dataset's labels: nominal for the known ones, else min and max of `items`
+    (pass the training items). Training targets are (mos - lo) / (hi - lo)."""
+    if dataset in NOMINAL_RANGE:
+        return NOMINAL_RANGE[dataset]
+    mos = [item["mos"] for item in items or []]
+    if not mos or min(mos) == max(mos):
+        raise ValueError(f"cannot infer a label range for {dataset!r} from {len(mos)} items with scores "
+                         f"{sorted(set(mos))[:5]}")
+    return (min(mos), max(mos))
+
+
+# -----------------------------------------------------------------------------
+# splits by source content: the same content never lands on both sides
+
+OFFICIAL_TEST_SOURCES = {  # REFERENCE section 3
+    "bvihd": ("BallUnderWater", "Bookcase", "BricksLeaves", "Music", "PlasmaSlowRandom", "TreeGrassFamily"),
+    "waterloo4k": ("1", "2", "3", "4"),
+}
+
+
+def official_split(items, dataset):
+    """(train_items, test_items) with the InternVQA authors' fixed test sources; for the toy set its
+    own fixed `split` column (every 4th content, the ones also encoded with VVC in toy_vvc.csv)."""
+    if dataset == "toy":
+        bad = [it["path"] for it in items if it.get("split") not in ("train", "test")]
+        if bad:
+            raise ValueError(f"toy split: {len(bad)} items have no 'split' column of train/test, e.g. {bad[0]}")
+        return [it for it in items if it["split"] == "train"], [it for it in items if it["split"] == "test"]
+    if dataset not in OFFICIAL_TEST_SOURCES:
+        raise ValueError(f"no official split for {dataset!r} (known: {sorted(OFFICIAL_TEST_SOURCES)}); "
+                         f"use split_by_source")
+    test = {s.lower() for s in OFFICIAL_TEST_SOURCES[dataset]}
+    train_items = [it for it in items if str(it["source"]).lower() not in test]
+    test_items = [it for it in items if str(it["source"]).lower() in test]
+    if not train_items or not test_items:
+        found = sorted({str(it["source"]) for it in items})
+        raise ValueError(f"official {dataset} split gave {len(train_items)} train and {len(test_items)} test "
+                         f"items; test sources {OFFICIAL_TEST_SOURCES[dataset]}, found sources {found[:12]}")
+    return train_items, test_items
+
+
+def split_by_source(items, test_fraction=0.25, seed=0):
+    """(train_items, test_items): a seeded random `test_fraction` of the sources (at least one
+    source on each side) goes to test; items keep their order."""
+    sources = sorted({it["source"] for it in items})
+    if len(sources) < 2:
+        raise ValueError(f"a content split needs at least 2 sources, got {sources}")
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    n_test = min(len(sources) - 1, max(1, round(len(sources) * test_fraction)))
+    test = set(np.random.default_rng(seed).permutation(sources)[:n_test].tolist())
+    return [it for it in items if it["source"] not in test], [it for it in items if it["source"] in test]

@@ -1,0 +1,103 @@
+"""Tests for datasets.py: CSV lists, the Waterloo IVC 4K and BVI-HD indexes, bad label files,
+content splits and label ranges. Files are stand-ins (a few bytes): indexes never decode.
+
+Run from the repository root:  python -m pytest -q tests/test_datasets.py
+"""
+import pytest
+
+import datasets
+
+
+def write_csv(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_load_csv(tmp_path):
+    sub = tmp_path / "clips"
+    sub.mkdir()
+    (sub / "a.mp4").write_bytes(b"x")
+    other = tmp_path / "elsewhere" / "pattern.mkv"
+    other.parent.mkdir()
+    other.write_bytes(b"x")
+    text = f"path,mos,codec\nclips/a.mp4,42.5,h264\n{other},7,\n"  # relative, absolute
+    items = datasets.load_csv(write_csv(tmp_path / "list.csv", text))
+    assert items == [dict(path=str(sub / "a.mp4"), mos=42.5, source="a", codec="h264"),
+                     dict(path=str(other), mos=7.0, source="pattern", codec="")]
+    items = datasets.load_csv(write_csv(tmp_path / "src.csv", "\ufeffmos,source,path\n1,s1,clips/a.mp4\n"))  # with a BOM
+    assert items[0]["source"] == "s1"
+
+
+@pytest.mark.parametrize("text,error,match", [
+    ("file,mos\nclips/a.mp4,1\n", ValueError, r"bad.csv, line 1: .*lacks \['path'\]"),
+    ("path,score\nclips/a.mp4,1\n", ValueError, r"bad.csv, line 1: .*lacks \['mos'\]"),
+    ("path,mos\nclips/a.mp4,nan\n", ValueError, r"bad.csv, line 2: score 'nan' is not a finite number"),
+    ("path,mos\nclips/a.mp4,good\n", ValueError, r"bad.csv, line 2: score 'good'"),
+    ("path,mos\nclips/a.mp4,1\n./clips/a.mp4,2\n", ValueError, r"bad.csv, line 3: duplicated path .* line 2"),
+    ("path,mos\nclips/a.mp4,1\n,2\n", ValueError, r"bad.csv, line 3: empty path"),
+    ("path,mos\nclips/a.mp4,1\nclips/gone.mp4,2\n", FileNotFoundError, r"bad.csv, line 3: .*gone.mp4 does not exist"),
+])
+def test_load_csv_errors(tmp_path, text, error, match):
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "a.mp4").write_bytes(b"x")
+    with pytest.raises(error, match=match):
+        datasets.load_csv(write_csv(tmp_path / "bad.csv", text))
+
+
+def test_waterloo4k_index(tmp_path):
+    lines = []
+    for codec in ("H264", "VP9"):
+        for video in range(1, 7):
+            for level in (1, 2):
+                path = tmp_path / codec / f"{video:02d}" / f"960x540_{level}.mp4"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(b"x")
+                lines.append(f"{codec} {video} {'960x540' if video % 2 else '540p'} {level} {10 * level + video}")
+    (tmp_path / "scores.txt").write_text("\n".join(lines) + "\n")
+    items = datasets.waterloo4k_index(tmp_path)
+    assert len(items) == 24
+    assert items[0] == dict(path=str(tmp_path / "H264" / "01" / "960x540_1.mp4"), mos=11.0, source="1",
+                            codec="H264", level="1", resolution="960x540")
+    train, test = datasets.official_split(items, "waterloo4k")
+    assert {it["source"] for it in test} == {"1", "2", "3", "4"} and {it["source"] for it in train} == {"5", "6"}
+    assert datasets.label_range("waterloo4k", items) == (0.0, 100.0)
+    (tmp_path / "bad.txt").write_text("H264 1 960x540 1 50\nH264 9 960x540 1 50\n")
+    with pytest.raises(FileNotFoundError, match=r"bad.txt, line 2: .*09.960x540_1.mp4"):
+        datasets.waterloo4k_index(tmp_path, tmp_path / "bad.txt")
+
+
+def test_bvihd_index(tmp_path):
+    names = ["BallUnderWater_QP27", "Bookcase_QP37_synth", "Flowers_QP32", "Water_QP22"]
+    (tmp_path / "seqs").mkdir()
+    for name in names:
+        (tmp_path / "seqs" / f"{name}.yuv").write_bytes(b"")
+    rows = "".join(f"{name}  {10 + i}\n" for i, name in enumerate(names))
+    (tmp_path / "dmos.txt").write_text("video DMOS\n# comment\n" + rows)
+    items = datasets.bvihd_index(tmp_path, tmp_path / "dmos.txt", bit_depth=10, fps=60)
+    assert [it["source"] for it in items] == ["BallUnderWater", "Bookcase", "Flowers", "Water"]
+    assert [it["mos"] for it in items] == [90.0, 89.0, 88.0, 87.0]
+    assert items[0]["path"] == str(tmp_path / "seqs" / "BallUnderWater_QP27.yuv")
+    assert {k: items[0][k] for k in ("width", "height", "bit_depth", "fps")} == dict(width="1920", height="1080", bit_depth="10", fps="60")
+    train, test = datasets.official_split(items, "bvihd")
+    assert [it["source"] for it in test] == ["BallUnderWater", "Bookcase"] and len(train) == 2
+    (tmp_path / "dmos.csv").write_text("name,DMOS,std\nFlowers_QP32.yuv,12.5,3.1\n")
+    assert datasets.bvihd_index(tmp_path, tmp_path / "dmos.csv", bit_depth=8, fps=60)[0]["mos"] == 87.5
+    (tmp_path / "dmos.csv").write_text("name,dmos\nFlowers_QP32.yuv,12.5\nGone_QP1,3\n")
+    with pytest.raises(FileNotFoundError, match=r"dmos.csv, line 3: no file Gone_QP1.yuv"):
+        datasets.bvihd_index(tmp_path, tmp_path / "dmos.csv", bit_depth=8, fps=60)
+
+
+def test_splits_share_no_source():
+    items = [dict(path=f"{s}_{q}.mp4", mos=float(q), source=f"s{s}") for s in range(10) for q in range(4)]
+    train, test = datasets.split_by_source(items, 0.3, seed=1)
+    assert len(train) + len(test) == 40 and len(test) == 12
+    assert not {it["source"] for it in train} & {it["source"] for it in test}
+    assert (train, test) == datasets.split_by_source(items, 0.3, seed=1)
+    assert test != datasets.split_by_source(items, 0.3, seed=2)[1]
+    with pytest.raises(ValueError, match="at least 2 sources"):
+        datasets.split_by_source(items[:4])
+    with pytest.raises(ValueError, match="no official split"):
+        datasets.official_split(items, "csv")
+    with pytest.raises(ValueError, match="0 test"):
+        datasets.official_split(items, "bvihd")
+    assert datasets.label_range("csv", items) == (0.0, 3.0)
