@@ -1,27 +1,31 @@
 """A clip loader for compressed-video quality assessment: read a few frames, pick, crop, normalise.
 
-Read top to bottom: probe() and read_clip() read frames, frame-exact, from any container the
-bundled ffmpeg opens (imageio-ffmpeg) or from raw 8/10-bit 4:2:0 .yuv (numpy memmap);
-train_indices() and eval_indices() pick frames; crop_clip() and fragment_clip() pick pixels;
-normalise() makes the tensor; VideoDataset serves (clip, target, index) to a torch DataLoader.
-Which videos and labels (CSV lists, BVI-HD, Waterloo IVC 4K, content splits) is datasets.py;
-the built-in toy set is toy.py.
+Read top to bottom: probe() and read_clip() read frames, frame-exact, native or with the short
+side resized, from any container the bundled ffmpeg opens (imageio-ffmpeg) or from raw 8/10-bit
+4:2:0 .yuv (numpy memmap); train_indices() and eval_indices() pick frames; crop_clip() and
+fragment_clip() pick pixels; normalise() makes the tensor; cached_frames() decodes a video once;
+VideoDataset serves (clip, target, index) to a torch DataLoader. Which videos and labels (CSV
+lists, BVI-HD, Waterloo IVC 4K, content splits) is datasets.py; the built-in toy set is toy.py.
 
-It follows InternVQA (arXiv 2502.19026) and its released inference code: 8 frames of 224 x 224,
-random crops in training and a centre crop at test, ImageNet normalisation, targets = MOS scaled
-to [0, 1]; fragments=True gives FAST-VQA's grid mini-patch sampling instead of crops
-(fragments=n: an n x n grid).
+It follows InternVQA (arXiv 2502.19026) and its released inference code: 8 frames, short side
+resized to 224, random 224 x 224 crops in training and a centre crop at test, ImageNet
+normalisation, targets = MOS scaled to [0, 1]; fragments=True gives FAST-VQA's grid mini-patch
+sampling instead (fragments=n: an n x n grid).
 
-    ds = VideoDataset(items, label_range=(0, 100))   # items: dicts {path, mos, ...} (datasets.py)
-    clip, target, index = ds[0]                      # (3, 8, 224, 224) float32, scalar in [0, 1]
+    ds = VideoDataset(items, label_range=(0, 100), cache="clips")  # items: {path, mos, ...} (datasets.py)
+    clip, target, index = ds[0]  # (3, 8, 224, 224) float32, scalar in [0, 1]
 
 Needs only numpy, torch and imageio-ffmpeg.
 """
 
+import hashlib
+import math
 import os
 import re
 import subprocess
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import imageio_ffmpeg
 import numpy as np
@@ -32,6 +36,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 YUV_KEYS = ("width", "height", "bit_depth", "fps")  # item columns passed on to probe / read_clip
+SWS = "bilinear+accurate_rnd+full_chroma_int"  # ffmpeg's scaler: bilinear, exact rounding, full-size chroma
 
 # -----------------------------------------------------------------------------
 # reading
@@ -142,43 +147,60 @@ def probe(path, width=None, height=None, bit_depth=None, fps=None):
     return dict(frames=len(pts), width=int(dims[1]), height=int(dims[2]), fps=fps, start=start)
 
 
-def _yuv_to_rgb(y, u, v, bit_depth):
-    """Limited-range Y'CbCr (T, H, W) luma and (T, ceil(H/2), ceil(W/2)) chroma -> RGB uint8
-    (T, H, W, 3); BT.709 for HD and larger, else BT.601; nearest-neighbour chroma upsampling.
+def resized_size(height, width, short_side):
+    """(height, width) with the short side = short_side and the long one floor(long * short_side / short),
+    as torchvision's Resize(short_side) rounds it: 3840x2160 and 1920x1080 -> 398x224 at 224."""
+    short = min(height, width)
+    return height * short_side // short, width * short_side // short
 
-    One frame at a time, planar, so the float intermediates stay small: the chroma terms of R, G
-    and B are computed at chroma resolution, upsampled and added to the luma, then interleaved."""
+
+def _resize(x, size):
+    """Bilinear resize of float (N, C, H, W) to (h, w); antialiased as ffmpeg's bilinear scaler is."""
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def _yuv_to_rgb(y, u, v, bit_depth, size=None):
+    """Limited-range Y'CbCr (T, H, W) luma and (T, ceil(H/2), ceil(W/2)) chroma -> RGB uint8
+    (T, H, W, 3); BT.709 for HD and larger, else BT.601; chroma upsampled nearest-neighbour. With
+    size = (h, w) every plane is resized straight to it (_resize): output (T, h, w, 3).
+
+    One frame at a time, planar, so the float intermediates stay small (planes may be memmap views):
+    the chroma terms of R, G and B are computed at chroma resolution, upsampled or resized, added to
+    the luma, then interleaved."""
     s = 2 ** (bit_depth - 8)
-    kr, kb = (0.2126, 0.0722) if y.shape[1] >= 720 else (0.299, 0.114)
     T, h, w = y.shape
-    out = torch.empty(T, h, w, 3, dtype=torch.uint8)
+    kr, kb = (0.2126, 0.0722) if h >= 720 else (0.299, 0.114)
+    out = torch.empty(T, *(size or (h, w)), 3, dtype=torch.uint8)
+    plane = lambda p, zero, span: (torch.from_numpy(np.asarray(p, np.float32)) - zero * s) / (span * s / 255)
     for t in range(T):
-        luma = (torch.from_numpy(y[t]).float() - 16 * s) * (255 / (219 * s))
-        cb = (torch.from_numpy(u[t]).float() - 128 * s) * (255 / (224 * s))
-        cr = (torch.from_numpy(v[t]).float() - 128 * s) * (255 / (224 * s))
+        luma, cb, cr = plane(y[t], 16, 219)[None, None], plane(u[t], 128, 224), plane(v[t], 128, 224)
         g = -(2 * kr * (1 - kr) * cr + 2 * kb * (1 - kb) * cb) / (1 - kr - kb)
         chroma = torch.stack([2 * (1 - kr) * cr, g, 2 * (1 - kb) * cb])[None]  # (1, 3, h/2, w/2)
-        rgb = F.interpolate(chroma, scale_factor=2, mode="nearest")[0, :, :h, :w].add_(luma)
-        out[t] = rgb.add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0)
+        if size:
+            luma, chroma = _resize(luma, size), _resize(chroma, size)
+        else:
+            chroma = F.interpolate(chroma, scale_factor=2, mode="nearest")[..., :h, :w]
+        out[t] = (chroma + luma)[0].add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0)
     return out.numpy()
 
 
-def _read_yuv(path, idx, width, height, bit_depth):
-    """Only the wanted frames of a raw 4:2:0 file are touched (memmap)."""
+def _read_yuv(path, idx, width, height, bit_depth, size=None):
+    """Only the wanted frames of a raw 4:2:0 file are read (memmap), one at a time."""
     w, h, cw, ch = width, height, (width + 1) // 2, (height + 1) // 2
     dtype = np.uint8 if bit_depth == 8 else np.dtype("<u2")  # >8-bit samples: 16-bit little-endian
     frames = np.memmap(path, dtype=dtype, mode="r").reshape(-1, _yuv_frame_samples(w, h))
-    raw = np.ascontiguousarray(frames[idx]).astype(np.int16 if bit_depth > 8 else np.uint8)  # (T, samples)
-    y = raw[:, : w * h].reshape(-1, h, w)
-    u = raw[:, w * h : w * h + cw * ch].reshape(-1, ch, cw)
-    v = raw[:, w * h + cw * ch :].reshape(-1, ch, cw)
-    return _yuv_to_rgb(y, u, v, bit_depth)
+    y = frames[:, : w * h].reshape(-1, h, w)  # views: nothing is read yet
+    u = frames[:, w * h : w * h + cw * ch].reshape(-1, ch, cw)
+    v = frames[:, w * h + cw * ch :].reshape(-1, ch, cw)
+    return np.concatenate([_yuv_to_rgb(y[i : i + 1], u[i : i + 1], v[i : i + 1], bit_depth, size)
+                           for i in idx])
 
 
-def _decode(path, kept, info, seek=None):
+def _decode(path, kept, info, seek=None, size=None):
     """RGB frames at `kept` (sorted, evenly spaced). With `seek` (seconds) ffmpeg jumps to the
     keyframe at or before it and a frame's index comes from its presentation time, so wherever
-    the jump lands only wanted frames come out; without, it decodes from the start and counts."""
+    the jump lands only wanted frames come out; without, it decodes from the start and counts.
+    size = (h, w): the kept frames are resized by the scaler that converts them to RGB (SWS)."""
     if seek is None:
         index, start = "n", []
     else:
@@ -187,34 +209,42 @@ def _decode(path, kept, info, seek=None):
     a, b = kept[0], kept[-1]
     step = kept[1] - a if len(kept) > 1 else 1
     pick = f"between({index}\\,{a}\\,{b})*not(mod({index}-{a}\\,{step}))"
-    cmd = [FFMPEG, "-nostdin", "-v", "error", "-noautorotate", *start, "-i", path, "-map", "0:v:0",
-           "-vf", f"select='{pick}'", "-fps_mode", "passthrough", "-frames:v", str(len(kept)),  # then stop
+    h, w = size or (info["height"], info["width"])
+    scale = f",scale={w}:{h}:flags={SWS}" if size else ""  # its output is rgb24: one pass, then the pipe
+    cmd = [FFMPEG, "-nostdin", "-v", "error", "-noautorotate", *start, "-i", path, "-map", "0:v:0", "-vf",
+           f"select='{pick}'{scale}", "-fps_mode", "passthrough", "-frames:v", str(len(kept)),  # then stop
            "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     out = subprocess.run(cmd, capture_output=True)
-    frame_bytes = info["width"] * info["height"] * 3
-    if out.returncode or len(out.stdout) % frame_bytes:
+    if out.returncode or len(out.stdout) % (h * w * 3):
         raise ValueError(f"{path}: decoding {len(kept)} frames in {kept[0]}..{kept[-1]} failed "
                          f"({_ffmpeg_problem(out.stderr.decode(errors='replace'))})")
-    return np.frombuffer(out.stdout, np.uint8).reshape(-1, info["height"], info["width"], 3)
+    return np.frombuffer(out.stdout, np.uint8).reshape(-1, h, w, 3)
 
 
-def read_clip(path, frame_indices, width=None, height=None, bit_depth=None, fps=None, info=None):
-    """Frames at 0-based `frame_indices` as RGB uint8 (T, H, W, 3) at native resolution.
+def read_clip(path, frame_indices, width=None, height=None, bit_depth=None, fps=None, info=None,
+              short_side=None):
+    """Frames at 0-based `frame_indices` as RGB uint8 (T, H, W, 3), native resolution by default.
 
-    Indices past the end repeat the last frame. `info`: probe()'s result (probed when None).
-    Containers: only the wanted frames are converted to RGB, after a seek to the keyframe before
-    the first one where the timestamps allow (see _decode). Raw .yuv: width, height, bit_depth
-    (default 8) from the arguments or the file name; BT.709 from 720 lines up, else BT.601.
+    short_side=S: (T, H', W', 3) with min(H', W') = S (resized_size), down- or upscaled, bilinear as
+    in the authors' code and antialiased: the filter widens with the scale factor (a plain 2 x 2
+    bilinear would skip most pixels of a 2160p frame). Only the wanted frames are resized, before or
+    with their RGB conversion: no full-size RGB frame is made. Indices past the end repeat the last
+    frame. `info`: probe()'s result (probed when None). Containers: only the wanted frames are
+    converted, after a seek to the keyframe before the first one where the timestamps allow (see
+    _decode); ffmpeg's scaler resizes (SWS). Raw .yuv: width, height, bit_depth (default 8) from the
+    arguments or the file name; BT.709 from 720 lines up, else BT.601; torch resizes the planes.
     """
     path = str(path)
     idx = np.asarray(frame_indices, dtype=np.int64).reshape(-1)
-    if idx.size == 0 or idx.min() < 0:
-        raise ValueError(f"{path}: frame indices must be a non-empty list of ints >= 0, got {frame_indices}")
+    if idx.size == 0 or idx.min() < 0 or (short_side is not None and not short_side >= 1):
+        raise ValueError(f"{path}: need frame indices >= 0 (a non-empty list) and a short_side >= 1 or None, "
+                         f"got {frame_indices} and {short_side}")
     info = info or probe(path, width, height, bit_depth, fps)
     idx = np.minimum(idx, info["frames"] - 1)
+    size = resized_size(info["height"], info["width"], int(short_side)) if short_side else None
     if _is_yuv(path):
         w, h, bits, _ = _yuv_format(path, width, height, bit_depth, fps)
-        return _read_yuv(path, idx, w, h, bits)
+        return _read_yuv(path, idx, w, h, bits, size)
     kept = np.unique(idx)  # sorted; select emits each frame once, in order
     if len(set(np.diff(kept))) > 1:  # not evenly spaced (rare): keep the whole span, pick later
         kept = np.arange(kept[0], kept[-1] + 1)
@@ -226,7 +256,7 @@ def read_clip(path, frame_indices, width=None, height=None, bit_depth=None, fps=
         first = info["start"] + (kept[0] + 0.25) / info["fps"]
         seeks = [first, first - 5, None] if kept[0] / info["fps"] > 5 else [first, None]
     for seek in seeks:
-        frames = _decode(path, kept, info, seek)
+        frames = _decode(path, kept, info, seek, size)
         if len(frames) == len(kept):
             break
     if not len(frames):
@@ -267,14 +297,11 @@ def eval_indices(n_frames, frames, stride, clips=1):
 
 
 def _upscale(clip, short):
-    """Bilinear upscale (T, H, W, 3) uint8 so that both sides are >= `short`; a no-op when they are."""
-    _, h, w, _ = clip.shape
-    if min(h, w) >= short:
+    """Bilinear upscale of uint8 (T, H, W, 3) to a short side of `short`; a no-op when it is longer."""
+    if min(clip.shape[1:3]) >= short:
         return clip
-    scale = short / min(h, w)
-    size = (max(short, round(h * scale)), max(short, round(w * scale)))
     x = torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2).float()  # (T, 3, H, W)
-    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    x = _resize(x, resized_size(*clip.shape[1:3], short))
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
@@ -341,6 +368,38 @@ def check_videos(items, workers=8):
 
 
 # -----------------------------------------------------------------------------
+# decode once: the clip cache
+
+
+def cached_frames(path, cache, short_side, info=None, **yuv):
+    """All frames of `path` as read_clip(..., short_side=short_side) reads them: uint8 (N, H', W', 3)
+    memory-mapped from a .npy in the folder `cache`, decoded and written there on first use.
+
+    Its name hashes the source's absolute path, size and mtime and the geometry (short side; raw
+    width, height, bit depth): a changed source gets a new entry (stale ones stay until deleted).
+    Written to a unique temporary file, then renamed (atomic): workers and processes may share the
+    folder and never read a half-written entry. Building holds the frames in memory twice."""
+    path, stat = str(path), os.stat(path)
+    raw = _yuv_format(path, **yuv)[:3] if _is_yuv(path) else None  # width, height, bit depth
+    key = repr((os.path.abspath(path), stat.st_size, stat.st_mtime_ns, int(short_side), raw))
+    name = os.path.splitext(os.path.basename(path))[0]
+    entry = os.path.join(cache, f"{name}.{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy")
+    if not os.path.exists(entry):
+        info = info or probe(path, **yuv)
+        frames = read_clip(path, range(info["frames"]), info=info, short_side=short_side, **yuv)
+        os.makedirs(cache, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(".tmp", dir=cache)  # never named like an entry
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, frames)
+            os.replace(tmp, entry)
+        except BaseException:
+            os.remove(tmp)
+            raise
+    return np.load(entry, mmap_mode="r")
+
+
+# -----------------------------------------------------------------------------
 # dataset
 
 
@@ -349,27 +408,36 @@ class VideoDataset(torch.utils.data.Dataset):
     at test; target = (mos - lo) / (hi - lo), a float32 scalar. Items may carry width, height,
     bit_depth, fps (strings are fine) for raw .yuv files.
 
-    Test clips are deterministic: evenly spaced clips, centre crop or cell-centre fragments.
-    Training draws from a numpy Generator seeded per item with (seed, epoch, index): the same
-    crops whatever the number of workers or the order, so a resumed run repeats them exactly.
-    Call set_epoch(e) every epoch so that the crops change between epochs.
+    resize=True (the authors' geometry): frames read with the short side resized to S, then an
+    S x S crop; resize=False: the crop at native resolution. fragments: False (a crop), True
+    (FAST-VQA's 7 x 7 grid) or a grid size n (with S = 14 n, each ViT token is one mini-patch from
+    its own cell), always native: resize is ignored. Test clips are deterministic: evenly spaced
+    clips, centre crop or cell-centre fragments. Training draws from a numpy Generator seeded per
+    item with (seed, epoch, index): the same crops whatever the number of workers or the order, so
+    a resumed run repeats them exactly; call set_epoch(e) every epoch to change them.
     check=True probes every file up front (check_videos) instead of on first use.
-    fragments: False (a crop), True (FAST-VQA's 7 x 7 grid) or a grid size n: with size = 14 n,
-    each ViT token is one native-resolution mini-patch from its own cell of the frame.
+    cache=DIR: each video is decoded once at the resized geometry into DIR (cached_frames) and read
+    from there; cache_cost() says how big DIR gets. Native crops and fragments need full-resolution
+    frames: cache with resize=False or fragments is a ValueError.
     """
 
     def __init__(self, items, frames=8, size=224, stride=4, train=True, clips=1, label_range=(0, 100),
-                 fragments=False, seed=0, check=False):
+                 fragments=False, seed=0, check=False, resize=True, cache=None):
         lo, hi = label_range
         if not items or min(frames, size, stride, clips) < 1 or not hi > lo:
             raise ValueError(f"need items and frames, size, stride, clips >= 1 and hi > lo; got {len(items)} "
                              f"items, {frames}, {size}, {stride}, {clips}, label_range {label_range}")
         grid = 7 if fragments is True else int(fragments or 0)  # True: FAST-VQA's 7 x 7
         if grid and size % grid:
-            raise ValueError(f"fragments on a {grid} x {grid} grid need a size that is a multiple of {grid}, got {size}")
+            raise ValueError(f"fragments on a {grid} x {grid} grid need a size that is a multiple of {grid}, "
+                             f"got {size}")
+        if cache and (grid or not resize):
+            raise ValueError(f"cache= holds frames resized to a short side of {size}: native-resolution "
+                             f"{'fragments' if grid else 'crops (resize=False)'} cannot use it")
         self.items, self.frames, self.size, self.stride = list(items), frames, size, stride
         self.train, self.clips, self.lo, self.hi = train, clips, float(lo), float(hi)
-        self.grid, self.seed, self.epoch = grid, seed, 0
+        self.grid, self.seed, self.epoch, self.cache = grid, seed, 0, cache
+        self.short_side = size if resize and not grid else None  # None: native resolution
         self.info = {}  # path -> probe(); filled lazily, per worker process
         if check:
             self.info = {it["path"]: info for it, info in zip(self.items, check_videos(self.items))}
@@ -383,20 +451,31 @@ class VideoDataset(torch.utils.data.Dataset):
     def _rng(self, index):
         return np.random.default_rng([self.seed, self.epoch, index])
 
+    def cache_cost(self):
+        """(bytes a frame of the largest video, bytes of all videos) that cache= holds: uint8 RGB at
+        the resized geometry (267 kB a 16:9 frame at 224); probes the videos not probed yet."""
+        todo = {it["path"]: it for it in self.items if it["path"] not in self.info}  # each file once
+        self.info.update(zip(todo, check_videos(list(todo.values()))))
+        infos = [self.info[path] for path in {it["path"] for it in self.items}]
+        frame_bytes = [3 * math.prod(resized_size(i["height"], i["width"], self.size)) for i in infos]
+        return max(frame_bytes), sum(b * i["frames"] for b, i in zip(frame_bytes, infos))
+
     def __getitem__(self, index):
         item = self.items[index]
         path, yuv = item["path"], _yuv_args(item)
-        if path not in self.info:
-            self.info[path] = probe(path, **yuv)
-        info = self.info[path]
+        if self.cache:  # every frame, memory-mapped: reading a clip copies just its frames
+            video = cached_frames(path, self.cache, self.size, self.info.get(path), **yuv)
+            n, read = len(video), video.__getitem__
+        else:
+            info = self.info[path] = self.info.get(path) or probe(path, **yuv)
+            n, read = info["frames"], partial(read_clip, path, info=info, short_side=self.short_side, **yuv)
         target = torch.tensor((item["mos"] - self.lo) / (self.hi - self.lo), dtype=torch.float32)
         pick = (lambda c, s, rng=None: fragment_clip(c, s, rng, self.grid)) if self.grid else crop_clip
         if self.train:
             rng = self._rng(index)
-            idx = train_indices(info["frames"], self.frames, self.stride, rng)
-            clip = normalise(pick(read_clip(path, idx, info=info, **yuv), self.size, rng))
+            clip = normalise(pick(read(train_indices(n, self.frames, self.stride, rng)), self.size, rng))
         else:  # (clips, 3, T, S, S)
-            clip = torch.stack([normalise(pick(read_clip(path, idx, info=info, **yuv), self.size))
-                                for idx in eval_indices(info["frames"], self.frames, self.stride, self.clips)])
+            clip = torch.stack([normalise(pick(read(idx), self.size))
+                                for idx in eval_indices(n, self.frames, self.stride, self.clips)])
         return clip, target, index
 

@@ -1,13 +1,16 @@
 """Which videos, with what labels, split how: label files, dataset indexes and content splits.
 
 Every source of labels becomes a list of item dicts {path, mos, source, ...}: load_csv() for any CSV
-list, waterloo4k_index() and bvihd_index() for the two datasets of the InternVQA paper (arXiv
-2502.19026; layouts in REFERENCE section 4). label_range() gives the scale that training maps to
-[0, 1]. official_split() holds out the authors' fixed test contents, split_by_source() a seeded
-random share of the contents: synthetic-distortion sets are split by source, never by video.
+list, waterloo4k_index() (its scores.txt or the widely shared CSV) and bvihd_index() for the two
+datasets of the InternVQA paper (arXiv 2502.19026; layouts in REFERENCE section 4). label_range()
+gives the scale that training maps to [0, 1]. official_split() holds out the authors' fixed test
+contents, split_by_source() a seeded random share of the contents: synthetic-distortion sets are
+split by source, never by video. Every problem in a label file is an error naming file and line.
 
     items = load_csv("data/list.csv")            # header path,mos[,source,...]
     train_items, test_items = split_by_source(items, test_fraction=0.25, seed=0)
+    items = waterloo4k_index("Waterloo4K", "Waterloo4K/waterloo4k.csv")  # or scores.txt by default
+    train_items, test_items = official_split(items, "waterloo4k")      # test = sources 1-4
 
 Needs only numpy.
 """
@@ -19,6 +22,7 @@ import re
 import numpy as np
 
 # -----------------------------------------------------------------------------
+# label files and dataset indexes -> lists of items {path, mos, source, ...}
 
 
 def _score(text, where):
@@ -69,7 +73,6 @@ def load_csv(path):
     return items
 
 
-
 def _rows(path):
     """(line number, fields) of a label file: comma, semicolon or whitespace separated; '#' comments."""
     with open(path, encoding="utf-8-sig") as f:
@@ -86,31 +89,75 @@ def _is_number(text):
         return False
 
 
+WATERLOO_COLUMNS = ("encoder", "videonumber", "resolution", "distortionlevel", "mos")  # the CSV header, normalised
+WATERLOO_RESOLUTIONS = {"540": "960x540", "1080": "1920x1080", "2160": "3840x2160"}
+
+
+def _waterloo_rows(labels):
+    """(line number, {column: text}) of a Waterloo IVC 4K label file, keyed by WATERLOO_COLUMNS and
+    maybe "path": scores.txt has those five columns in that order and no header; the shared CSV names
+    them in a header row (any order and case, spaces ignored; other columns are dropped)."""
+    with open(labels, encoding="utf-8-sig") as f:
+        first = f.readline().strip()
+    if not first or first.startswith("#") or _is_number(re.split(r"[,;\s]+", first)[-1]):  # scores.txt
+        for n, fields in _rows(labels):
+            if len(fields) != 5:
+                raise ValueError(f"{labels}, line {n}: expected encoder, video, resolution, level, MOS; got {fields}")
+            yield n, dict(zip(WATERLOO_COLUMNS, fields))
+        return
+    with open(labels, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        names = ["".join(s.lower().split()) for s in header]
+        missing = [c for c in WATERLOO_COLUMNS if c not in names]
+        if missing:
+            raise ValueError(f"{labels}, line 1: header {header} lacks {missing}; expected five columns without "
+                             f"header, or a CSV header Encoder,Video Number,Resolution,Distortion Level,MOS[,path]")
+        for row in reader:
+            if not any(s.strip() for s in row):
+                continue
+            if len(row) != len(names):
+                raise ValueError(f"{labels}, line {reader.line_num}: {len(row)} fields, the header has {len(names)}")
+            yield reader.line_num, {k: s.strip() for k, s in zip(names, row) if k in (*WATERLOO_COLUMNS, "path")}
+
+
 def waterloo4k_index(root, labels=None):
-    """Waterloo IVC 4K: `<root>/<Encoder>/<NN>/<W>x<H>_<level>.mp4` and `scores.txt`, five columns
-    without header: encoder, video number, resolution (WxH or 540/1080/2160[p]), level, MOS (0-100,
-    higher is better). source = video number; codec, level, resolution kept as columns."""
+    """Waterloo IVC 4K: videos `<root>/<Encoder>/<NN>/<W>x<H>_<level>.mp4`, labels in either form:
+    - `scores.txt` (the default), five columns without header: encoder, video number, resolution,
+      level, MOS (0-100, higher is better);
+    - the widely shared CSV with header `Encoder,Video Number,Resolution,Distortion Level,MOS,path`,
+      columns found by name. Its path carries a machine-specific prefix: its last three components
+      are taken under `root`, and must agree with the other columns.
+    Resolutions may be written WxH or 540/1080/2160[p]; encoder folders are matched in any case.
+    source = the video number ("1".."20"); codec, level, resolution (WxH) are kept as columns.
+    """
     root = os.path.abspath(root)
-    labels = labels or os.path.join(root, "scores.txt")
+    labels = str(labels or os.path.join(root, "scores.txt"))
     folders = {d.lower(): d for d in os.listdir(root)}  # encoder names in any case
-    heights = {"540": "960x540", "1080": "1920x1080", "2160": "3840x2160"}
-    items = []
-    for n, fields in _rows(labels):
+    items, seen = [], {}
+    for n, row in _waterloo_rows(labels):
         where = f"{labels}, line {n}"
-        if n == 1 and not _is_number(fields[-1]):
-            continue  # tolerate a header
-        if len(fields) != 5:
-            raise ValueError(f"{where}: expected encoder, video, resolution, level, MOS; got {fields}")
-        codec, video, res, level, mos = fields
+        codec, video, level = row["encoder"], row["videonumber"], row["distortionlevel"]
         if not (video.isdigit() and level.isdigit()):
             raise ValueError(f"{where}: video number and level must be integers, got {video!r}, {level!r}")
-        res = heights.get(res.lower().rstrip("p"), res.lower())
-        folder = os.path.join(root, folders.get(codec.lower(), codec), f"{int(video):02d}")
-        path = os.path.join(folder, f"{res}_{int(level)}.mp4")
+        res = WATERLOO_RESOLUTIONS.get(row["resolution"].lower().rstrip("p"), row["resolution"].lower())
+        parts = [codec, f"{int(video):02d}", f"{res}_{int(level)}.mp4"]
+        if row.get("path"):
+            given = re.split(r"[\\/]+", row["path"])[-3:]  # a Windows prefix too
+            if [s.lower() for s in given] != [s.lower() for s in parts]:
+                raise ValueError(f"{where}: path {row['path']!r} does not end in {'/'.join(parts)}, "
+                                 f"as its other columns say")
+            parts = given
+        path = os.path.join(root, folders.get(parts[0].lower(), parts[0]), *parts[1:])
+        if path in seen:
+            raise ValueError(f"{where}: {'/'.join(parts)} again (first on line {seen[path]})")
+        seen[path] = n
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{where}: {path} does not exist")
-        items.append(dict(path=path, mos=_score(mos, where), source=str(int(video)), codec=codec,
+        items.append(dict(path=path, mos=_score(row["mos"], where), source=str(int(video)), codec=codec,
                           level=str(int(level)), resolution=res))
+    if not items:
+        raise ValueError(f"{labels}: no videos listed")
     return items
 
 

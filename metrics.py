@@ -16,7 +16,17 @@ Needs only numpy and scipy; torch tensors (any device) are accepted as inputs.
     r = evaluate(pred, mos)   # dict: srcc, krcc, plcc, rmse, plcc_raw, n, fit
     print(format_metrics(r))  # PLCC 0.912  SRCC 0.901  KRCC 0.745  RMSE 7.12
     s = summarize([evaluate(p, m) for p, m in splits])  # s["plcc"]["median"], ...
+
+Two yardsticks for synthetic-distortion sets (a few contents, each encoded many ways), where much of
+the ranking comes from the encoding settings alone: within_source_srcc (how well the encodes of one
+content are ranked) and baseline_metrics (a predictor that never sees a pixel: the mean training MOS
+of each codec, resolution and level). scatter_plot draws the figure of every VQA paper if matplotlib
+is installed (optional).
+
+    b = baseline_metrics(train_items, test_items)   # evaluate() dict plus "keys", or None
+    within_source_srcc(pred, mos, [it["source"] for it in test_items])  # dict(srcc, min, max, n_sources)
 """
+import os
 import warnings
 
 import numpy as np
@@ -124,6 +134,72 @@ def evaluate(pred, mos):
     )
 
 
+def within_source_srcc(pred, mos, sources):
+    """SRCC among the videos of each source content, then the mean over contents: how well the encodes
+    of one content are ranked, with the differences between contents taken out (reported on
+    synthetic-distortion sets). Contents with fewer than 2 videos, or constant pred or mos, are left out.
+
+    Returns dict(srcc, min, max, n_sources): the mean, lowest and highest per-content SRCC and how many
+    contents were used; srcc, min and max are nan when none qualifies.
+    """
+    pred, mos, sources = _as_1d(pred, "pred"), _as_1d(mos, "mos"), list(sources)
+    if not len(pred) == len(mos) == len(sources):
+        raise ValueError(f"pred, mos and sources have different lengths: {len(pred)}, {len(mos)}, {len(sources)}")
+    groups = {}
+    for i, s in enumerate(sources):
+        groups.setdefault(s, []).append(i)
+    per_source = [stats.spearmanr(pred[i], mos[i]).statistic for i in map(np.array, groups.values())
+                  if len(i) >= 2 and np.ptp(pred[i]) > 0 and np.ptp(mos[i]) > 0]
+    if not per_source:
+        return dict(srcc=np.nan, min=np.nan, max=np.nan, n_sources=0)
+    return dict(srcc=float(np.mean(per_source)), min=float(np.min(per_source)), max=float(np.max(per_source)),
+                n_sources=len(per_source))
+
+
+def settings_baseline(train_items, test_items, keys=("codec", "resolution", "level")):
+    """Predict each test video by the mean training MOS of its cell of encoding settings: a predictor
+    that never sees a pixel (REFERENCE section 4: SRCC 0.883 / PLCC 0.903 on Waterloo IVC 4K's split).
+
+    Items are dicts with "mos" and maybe the `keys` (strings); only the keys that every train and test
+    item has, non-empty, are used. A test cell unseen in training falls back to a coarser one, dropping
+    keys from the left: (codec, resolution, level) -> (resolution, level) -> (level,) -> the mean of
+    every training MOS. Returns (predictions, keys used): a list of floats in the order of test_items
+    and a tuple of key names; None when no key is available.
+    """
+    if not train_items:
+        raise ValueError("settings_baseline needs training items, got none")
+    items = [*train_items, *test_items]
+    used = tuple(k for k in keys if all(it.get(k) is not None and str(it[k]).strip() for it in items))
+    if not used:
+        return None
+
+    def cell(it):
+        return tuple(str(it[k]).strip() for k in used)
+
+    scores = {}  # every cell and each coarser cell it falls back to -> the training MOS in it
+    for it in train_items:
+        c = cell(it)
+        for d in range(len(used) + 1):  # d = len(used) gives (), the cell of every training video
+            scores.setdefault(c[d:], []).append(float(it["mos"]))
+    mean = {c: float(np.mean(v)) for c, v in scores.items()}
+    preds = []
+    for it in test_items:
+        c = cell(it)
+        preds.append(next(mean[c[d:]] for d in range(len(used) + 1) if c[d:] in mean))
+    return preds, used
+
+
+def baseline_metrics(train_items, test_items, keys=("codec", "resolution", "level")):
+    """evaluate() of settings_baseline's predictions against the test MOS, plus "keys" (the keys
+    used); None when the items carry none of `keys`. Print it beside a model's evaluation on the same
+    split: a model's result on a synthetic-distortion set means little without it."""
+    baseline = settings_baseline(train_items, test_items, keys)
+    if baseline is None:
+        return None
+    preds, used = baseline
+    return dict(evaluate(preds, [it["mos"] for it in test_items]), keys=used)
+
+
 def summarize(results):
     """Median and spread of each metric over several evaluate() results (splits or seeds).
 
@@ -154,3 +230,42 @@ def format_metrics(d):
         s = f"{v['median']:{fmt}} (iqr {v['iqr']:{fmt}})" if isinstance(v, dict) else f"{v:{fmt}}"
         parts.append(f"{k.upper()} {s}")
     return "  ".join(parts)
+
+
+def scatter_plot(path, mos, preds, title=None):
+    """The figure of every VQA paper: predicted score (x) against MOS (y), one panel per entry of
+    preds ({name: predictions}, e.g. teacher and student), each with its fitted logistic drawn and
+    its PLCC and SRCC in the legend. The format follows the extension of `path` (.png, .pdf, ...).
+
+    matplotlib is optional and imported here: returns False, writing nothing, when it is not
+    installed; True once `path` is written (atomically: a temporary file, then os.replace).
+    """
+    try:
+        from matplotlib.figure import Figure  # no pyplot: no global state; PNG is drawn by Agg
+    except ImportError:
+        return False
+    if not preds:
+        raise ValueError("preds is empty: expected {name: predictions}")
+    mos = _as_1d(mos, "mos")
+    fig = Figure(figsize=(4 * len(preds), 4), layout="constrained")
+    axes = fig.subplots(1, len(preds), sharey=True, squeeze=False)[0]
+    for ax, (name, pred) in zip(axes, preds.items()):
+        pred, _ = _check(pred, mos)
+        r = evaluate(pred, mos)
+        ax.scatter(pred, mos, s=12, alpha=0.6, label=f"PLCC {r['plcc']:.3f}  SRCC {r['srcc']:.3f}")
+        try:
+            params, _ = fit_logistic(pred, mos)
+            x = np.linspace(pred.min(), pred.max(), 200)
+            ax.plot(x, logistic(x, *params), color="black", linewidth=1.5, label="fitted logistic")
+        except RuntimeError:
+            pass  # no logistic to draw; r["fit"] says which mapping the PLCC used instead
+        ax.set_xlabel(f"predicted score ({name})")
+        ax.legend(loc="best", fontsize="small")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("MOS")
+    if title:
+        fig.suptitle(title)
+    tmp = f"{path}.tmp"
+    fig.savefig(tmp, format=os.path.splitext(str(path))[1][1:].lower() or "png", dpi=150)
+    os.replace(tmp, path)
+    return True

@@ -227,6 +227,7 @@ class ViTConfig:
 
 
 CONFIGS = {
+    "tiny": ViTConfig(embed_dim=64, depth=2, num_heads=2, pool_heads=4, pool_dim=64),  # 0.1M: tests, smoke runs
     "small": ViTConfig(embed_dim=384, depth=12, num_heads=6),  # ~22.5M params (+0.7M pool/head)
     "base": ViTConfig(embed_dim=768, depth=12, num_heads=12),  # ~86M
     "large": ViTConfig(embed_dim=1024, depth=24, num_heads=16),  # ~304M
@@ -424,13 +425,38 @@ def remap_state_dict(sd):
     return out, dropped
 
 
-def resize_pos_embed(pos, grid):
-    """(1, 1 + T*h*w, D) -> (1, 1 + t*h'*w', D) for grid (t, h', w'): linear in time, then
-    bicubic in space per frame, both with align_corners False; the cls row is kept."""
+def checkpoint_grid(n_tokens, saved_grid=None, frames=None):
+    """The (T, h, w) patch grid of a position table with `n_tokens` rows (cls included), never guessed:
+    the grid a checkpoint of this project saved (its config), else `frames` when given, else the
+    official files' 16 x 16 per frame (224 px, patch 14). A count with several readings is an
+    error that lists them."""
+    n = n_tokens - 1
+    if saved_grid is not None:
+        if math.prod(saved_grid) != n:
+            raise ValueError(f"pos_embed has {n} patch rows, but the saved geometry {tuple(saved_grid)} needs "
+                             f"{math.prod(saved_grid)}")
+        return tuple(saved_grid)
+    if frames:
+        side = math.isqrt(n // frames)
+        if frames * side * side != n:
+            raise ValueError(f"a pos_embed of {n} patch rows is not {frames} frames of a square grid")
+        return frames, side, side
+    if n % 256 == 0:
+        return n // 256, 16, 16
+    readings = [f"{n // (s * s)} x {s} x {s}" for s in range(2, math.isqrt(n) + 1) if n % (s * s) == 0]
+    raise ValueError(f"a pos_embed of {n_tokens} tokens is not the official 16 x 16 per frame, and the file "
+                     f"carries no geometry; it reads as {' or '.join(readings) or 'no square grid'} (frames x h x w): "
+                     f"give its frame count (train.py / predict.py --ckpt-frames)")
+
+
+def resize_pos_embed(pos, grid, src_grid=None):
+    """(1, 1 + T*h*w, D) on `src_grid` (T, h, w) (default: checkpoint_grid's reading) -> (1, 1 + t*h'*w', D)
+    on `grid` (t, h', w'): linear in time, then bicubic in space per frame, both with align_corners
+    False; the cls row is kept."""
     t, h, w = grid
     cls, patch = pos[:, :1], pos[:, 1:].float()
     D = pos.shape[-1]
-    T0, h0, w0 = _ckpt_grid(pos.shape[1], grid)
+    T0, h0, w0 = src_grid or checkpoint_grid(pos.shape[1])
     x = patch.reshape(1, T0, h0 * w0, D).permute(0, 2, 3, 1).reshape(1, h0 * w0 * D, T0)
     if T0 != t:
         x = F.interpolate(x, size=t, mode="linear", align_corners=False)
@@ -441,42 +467,87 @@ def resize_pos_embed(pos, grid):
     return torch.cat([cls, x.to(pos.dtype)], dim=1)
 
 
-def _ckpt_grid(n_tokens, grid):
-    """The checkpoint's (T, h, w) from its token count. Official files are 224 px, a 16x16 grid,
-    so that reading comes first; then the model's frame count, then the model's grid. (A file of
-    this project's at another geometry can be ambiguous: train.py rebuilds its saved config.)"""
-    t, h, w = grid
-    n = n_tokens - 1
-    for T0, side in ((n // 256, 16), (t, math.isqrt(n // t)), (n // (h * w), h)):
-        if T0 > 0 and T0 * side * side == n:
-            return T0, side, side
-    raise ValueError(f"cannot infer the grid of a pos_embed with {n_tokens} tokens for a model grid {grid}")
+def read_checkpoint(path, trust=False):
+    """torch.load on the CPU, tensors only unless trust=True (full unpickling runs code from the file)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"{path}: holds objects other than tensors (e.g. arguments or optimizer state saved "
+                         f"by DeepSpeed), so the safe weights_only load refused it. If you trust the file, pass "
+                         f"trust=True (train.py / predict.py: --trust-ckpt).\n{e}") from None
+    except (OSError, RuntimeError, EOFError) as e:
+        raise ValueError(f"{path}: cannot be read as a torch checkpoint ({e})") from None
 
 
-def load_internvideo2(model, ckpt, strict=True, trust=False):
+def unwrap_checkpoint(ckpt, which="student"):
+    """(weights, saved grid or None, saved config or None) of a loaded file. A training checkpoint of
+    this project (a dict with `config` and `student` / `teacher`) gives its `which` entry, the geometry
+    and the fields of its `{which}_config` (None for the CNN); anything else is an official file."""
+    if not (isinstance(ckpt, dict) and "config" in ckpt and ("student" in ckpt or "teacher" in ckpt)):
+        return ckpt, None, None
+    if not ckpt.get(which):
+        raise ValueError(f"holds no {which} weights")
+    if ckpt.get(f"{which}_partial"):
+        raise ValueError(f"holds only the trainable part of its {which}; the rest came from "
+                         f"{ckpt['config'].get(which + '_ckpt')}: load that file instead")
+    cfg = ckpt.get(f"{which}_config")
+    grid = None
+    if cfg:
+        side = cfg["img_size"] // cfg["patch_size"]
+        grid = (cfg["num_frames"] // cfg["tubelet_size"], side, side)
+    return ckpt[which], grid, cfg
+
+
+def config_of(sd, **overrides):
+    """The named size (CONFIGS) whose width and depth match an official state dict, with `overrides`."""
+    sd, _ = remap_state_dict(sd)
+    if "cls_token" not in sd:
+        raise ValueError(f"no cls_token: not an InternVideo2 vision encoder (keys: {sorted(sd)[:5]} ...)")
+    dim, depth = sd["cls_token"].shape[-1], len({k.split(".")[1] for k in sd if k.startswith("blocks.")})
+    for cfg in CONFIGS.values():
+        if (cfg.embed_dim, cfg.depth) == (dim, depth):
+            return replace(cfg, **overrides)
+    raise ValueError(f"no known InternVideo2 size has width {dim} and depth {depth}")
+
+
+def load_weights(model, path, which="student", trust=False, frames=None, ckpt=None):
+    """The one way this project loads weights: an official InternVideo2 file (any published wrapping,
+    through load_internvideo2) or a training checkpoint of this project (its `which` entry, at the
+    geometry it saved) into `model`, a VideoViT or ConvVQA. `frames`: the frame count of a position
+    table that has no official shape and no saved geometry. `ckpt`: the file's contents when already
+    read (read_checkpoint). Returns load_internvideo2's report; anything that does not fit is a
+    ValueError naming the file."""
+    try:
+        sd, grid, _ = unwrap_checkpoint(read_checkpoint(path, trust) if ckpt is None else ckpt, which)
+        if isinstance(model, VideoViT):
+            return load_internvideo2(model, sd, src_grid=grid, src_frames=frames)
+        model.load_state_dict(sd)  # the CNN student: this project's own keys, strictly
+        return dict(loaded=sorted(sd), dropped=[], resized=[], left_at_init=[])
+    except (ValueError, RuntimeError) as e:
+        raise ValueError(f"{path}: {e}" if not str(e).startswith(str(path)) else str(e)) from None
+
+
+def load_internvideo2(model, ckpt, strict=True, trust=False, src_grid=None, src_frames=None):
     """Load an official InternVideo2 file (or this project's weights) into `model`, a VideoViT.
 
     ckpt: a path or an already loaded dict. Files are read with weights_only=True; one that
     needs full unpickling raises unless trust=True. Every backbone key must load: anything
     missing, unexpected or mis-shaped raises one error listing all of them (strict=False:
     reported instead). `head.*` and `fc_norm.*` may be absent or of another shape (a 710-class
-    head): they stay at init. Returns a report dict: loaded, dropped, resized, left_at_init
-    (and, with strict=False, missing / unexpected / mismatched).
+    head): they stay at init. The position table is resized from its grid (checkpoint_grid, with
+    src_grid / src_frames). Returns a report dict: loaded, dropped, resized, left_at_init (and, with
+    strict=False, missing / unexpected / mismatched).
     """
     where = ckpt if isinstance(ckpt, str) else "state dict"
     if not isinstance(ckpt, dict):
-        try:
-            ckpt = torch.load(ckpt, map_location="cpu", weights_only=not trust)
-        except pickle.UnpicklingError as e:
-            raise ValueError(f"{where}: holds objects other than tensors (e.g. arguments or optimizer "
-                             f"state saved by DeepSpeed), so the safe weights_only load refused it. "
-                             f"If you trust the file, pass trust=True.\n{e}") from None
+        ckpt = read_checkpoint(ckpt, trust)
     sd, dropped = remap_state_dict(ckpt)
     own = model.state_dict()
     report = dict(loaded=[], dropped=dropped, resized=[], left_at_init=[])
     if "pos_embed" in sd and sd["pos_embed"].shape != own["pos_embed"].shape:
         old = tuple(sd["pos_embed"].shape)
-        sd["pos_embed"] = resize_pos_embed(sd["pos_embed"], model.grid)
+        src = checkpoint_grid(old[1], src_grid, src_frames)
+        sd["pos_embed"] = resize_pos_embed(sd["pos_embed"], model.grid, src)
         report["resized"].append(f"pos_embed {old} -> {tuple(sd['pos_embed'].shape)}")
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]

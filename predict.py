@@ -11,53 +11,42 @@ gets an `error:` line on stderr naming it; the others are still scored, and the 
 is 1 at the end. Reads every file data.read_clip reads (any ffmpeg container, raw .yuv).
 """
 import argparse
-import contextlib
 import csv
 import os
-import pickle
 import sys
+from dataclasses import replace
 
 import torch
 
 import data
-from model import CONFIGS, ConvVQA, VideoViT, ViTConfig, load_internvideo2
-
-
-def official_config(sd, frames, size):
-    """Pick the named size whose width and depth match a state dict's."""
-    sd = {k.split("vision_encoder.")[-1]: v for k, v in sd.items() if torch.is_tensor(v)}
-    dim = sd["cls_token"].shape[-1]
-    depth = len({k.split(".")[1] for k in sd if k.startswith("blocks.")})
-    for name, cfg in CONFIGS.items():
-        if (cfg.embed_dim, cfg.depth) == (dim, depth):
-            return ViTConfig(**{**cfg.__dict__, "num_frames": frames, "img_size": size})
-    raise ValueError(f"no known InternVideo2 size has width {dim} and depth {depth}")
+from model import ConvVQA, VideoViT, ViTConfig, config_of, load_weights, read_checkpoint, unwrap_checkpoint
 
 
 def load_model(path, which, args):
-    """(model, label range, geometry) from this project's checkpoint or an official file."""
-    ckpt = path
-    with contextlib.suppress(pickle.UnpicklingError):
-        ckpt = torch.load(path, map_location="cpu", weights_only=not args.trust_ckpt)
-    if isinstance(ckpt, dict) and "config" in ckpt:  # this project's checkpoint
-        c = ckpt["config"]
-        if not ckpt.get(which) or ckpt.get(f"{which}_partial"):
-            sys.exit(f"{path}: holds no complete {which}")
-        cfg = ckpt[f"{which}_config"]
-        model = VideoViT(ViTConfig(**cfg)) if cfg else ConvVQA()
-        model.load_state_dict(ckpt[which])
-        geometry = dict(frames=c["frames"], size=c["size"], stride=c["stride"], clips=c["test_clips"],
-                        fragments=c["fragments"])
-        return model, tuple(ckpt["label_range"]), geometry
-    sd = ckpt if isinstance(ckpt, dict) else torch.load(path, map_location="cpu", weights_only=not args.trust_ckpt)
-    while isinstance(sd, dict) and ("module" in sd or "model" in sd) and "cls_token" not in sd:
-        sd = sd.get("module", sd.get("model"))
-    model = VideoViT(official_config(sd, args.frames or 8, args.size or 224))
-    report = load_internvideo2(model, ckpt, trust=args.trust_ckpt)
-    if report["left_at_init"]:
+    """(model, label range, clip geometry) from this project's checkpoint or an official regressor file,
+    through model.py's one loading path (load_weights)."""
+    try:
+        ckpt = read_checkpoint(path, args.trust_ckpt)
+        sd, _, cfg = unwrap_checkpoint(ckpt, which)
+        ours = sd is not ckpt
+        geometry = dict(frames=8, size=224, stride=4, clips=4, fragments=0, resize=True)  # the authors' test clips
+        if ours:
+            c = ckpt["config"]
+            geometry = dict(frames=c["frames"], size=c["size"], stride=c["stride"], clips=c["test_clips"],
+                            fragments=c["fragments"], resize=c.get("resize", False))
+        geometry.update({k: v for k, v in (("frames", args.frames), ("size", args.size)) if v})
+        shape = dict(num_frames=geometry["frames"], img_size=geometry["size"])
+        if ours and cfg is None:
+            model = ConvVQA()
+        else:
+            model = VideoViT(replace(ViTConfig(**cfg), **shape) if ours else config_of(sd, **shape))
+        report = load_weights(model, path, which, frames=args.ckpt_frames, ckpt=ckpt)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    if not ours and report["left_at_init"]:
         sys.exit(f"{path}: has no regression head ({', '.join(report['left_at_init'])} missing or of "
                  f"another shape): it is a backbone, not a quality model")
-    return model, (0.0, 1.0), dict(frames=args.frames or 8, size=args.size or 224, stride=4, clips=4, fragments=False)
+    return model, tuple(ckpt["label_range"]) if ours else (0.0, 1.0), geometry
 
 
 def main():
@@ -70,6 +59,7 @@ def main():
     p.add_argument("--size", type=int, help="override the crop size")
     p.add_argument("--stride", type=int, help="override the frame stride")
     p.add_argument("--clips", type=int, help="override the number of test clips")
+    p.add_argument("--ckpt-frames", type=int, help="frame count of a checkpoint whose position table is ambiguous")
     p.add_argument("--label-range", type=float, nargs=2, metavar=("LO", "HI"), help="map outputs to this scale")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--trust-ckpt", action="store_true", help="allow full unpickling of the checkpoint file")
@@ -95,7 +85,8 @@ def main():
         try:
             item = dict(path=path, mos=0.0, source=path)
             ds = data.VideoDataset([item], train=False, frames=geo["frames"], size=geo["size"], stride=geo["stride"],
-                                   clips=geo["clips"], fragments=geo["fragments"], label_range=(lo, hi))
+                                   clips=geo["clips"], fragments=geo["fragments"], resize=geo["resize"],
+                                   label_range=(lo, hi))
             clips = ds[0][0].to(args.device)  # (clips, 3, T, S, S)
             with torch.no_grad():
                 score = model(clips).float().mean().item()

@@ -1,38 +1,54 @@
-"""The toy set: a built-in compressed-video quality set made from nothing but the bundled ffmpeg.
+"""The toy set: a compressed-video quality set made from nothing but the bundled ffmpeg.
 
 What: synthetic contents from ffmpeg's lavfi generators (fractals, cellular automata, noise
 textures, pans and zooms), each encoded by the five Waterloo IVC 4K encoders (H.264, HEVC, VP9,
 AVS2, AV1) at 4 quality levels, level 1 the worst as in Waterloo, and labelled with VMAF
 against the lossless source (0-100, higher is better). The same contents encoded with VVC make
 a held-out codec for cross-codec tests. The labels are VMAF, not human opinion scores.
+The same build turns your own source videos into such a set (`sources=`).
 
 Why: so that a new user with no data (and the tests) can run the whole pipeline in minutes.
 A model must learn "how much detail did compression destroy relative to this content", so
 what matters is variety of texture scale, contrast, colour and motion across contents.
 
 Use:
-    csv = make_toy_dataset("data/toy")               # ~2 min on 2 cores, cached afterwards
+    csv = make_toy_dataset("data/toy")                  # ~1.5 min on 2 cores, cached afterwards
     csv = make_toy_dataset("data/toy_tiny", tiny=True)  # a few seconds, for tests
+    csv = make_toy_dataset("data/mine", sources="videos/")  # your own videos, see below
 
-Layout of root: `toy.csv` and `toy_vvc.csv` (columns path,mos,source,codec,level,split,
+Own sources: a folder (every file with a video extension in VIDEO_EXTS, sorted by name) or a
+list of paths, or of dicts path/width/height/bit_depth/fps for raw .yuv whose name does not
+say its geometry (`clip_1920x1080_10bit.yuv` does; 8-bit 4:2:0 unless it says otherwise).
+Each is read with data.read_clip: its middle `frames` frames (away from fades and titles),
+scaled with its aspect ratio kept until it covers `size`, then centre-cropped to it, re-timed to
+24 fps. That cut is the lossless reference; `source` is the file name's stem. Too short,
+unreadable or duplicated (same file twice, or the same stem) sources are found before any
+encoding, in one error naming every bad file.
+
+Layout of root: `toy.csv` and, when VVC is built, `toy_vvc.csv` (columns path,mos,source,codec,level,split,
 reference; paths relative to root), `ref/<source>.mp4` (lossless H.264 sources, kept because
 they are small and useful as the reference column), `<codec>/<source>_<level>.<ext>`.
-The fixed `split` column holds out every fourth content; make your own content splits from
-the `source` column. A build happens in a temporary folder next to root and is renamed into
-place only when complete, with a marker holding a hash of the build parameters.
+The fixed `split` column holds out every fourth content, and only those are encoded with the
+held-out VVC; make your own content splits from the `source` column. A build checks first that
+the ffmpeg has every encoder and filter it needs, happens in a temporary folder next to root
+and is renamed into place only when complete, with a marker holding a hash of the build
+parameters (and of each own source's path, size and modification time).
 
-Needs only the ffmpeg bundled with imageio-ffmpeg (and data.py for its path).
+Needs the ffmpeg bundled with imageio-ffmpeg and data.py (its ffmpeg runner and clip reader).
 """
 import csv
 import hashlib
 import json
 import os
 import pathlib
+import re
 import shutil
+import subprocess
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from data import FFMPEG, run_ffmpeg
+from data import FFMPEG, probe, read_clip, run_ffmpeg
 
 TOY_SIZE, TOY_FPS, TOY_FRAMES = (176, 144), 24, 16  # multiples of 16 (every encoder takes them), > 112 crops
 
@@ -112,21 +128,60 @@ TOY_HELD_OUT = ("vvc",)  # written to toy_vvc.csv, never to toy.csv
 TOY_ALONE = ("avs2",)  # libxavs2 crashes when two of its encoders share a process
 TOY_TINY = dict(sources=("mandel_full", "noise_mid_zoom", "life_classic", "gradient_spiral"), codecs=("h264", "av1", "vvc"), frames=12)
 BITEXACT = ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-map_metadata", "-1"]
+LOSSLESS = "-c:v libx264 -qp 0 -preset medium -threads 1"  # the references
+REF_CHAIN = "scale={w}:{h},format=yuv420p,setsar=1,fps={fps}"  # every reference passes through it
+SYNC = "format=yuv420p,settb=1/{fps},setpts=N"  # before VMAF: frames paired by index
+VIDEO_EXTS = {".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".ts", ".m2ts", ".mts", ".mpg", ".mpeg",
+              ".flv", ".wmv", ".3gp", ".y4m", ".yuv", ".264", ".h264", ".265", ".hevc", ".ivf"}
+YUV_ARGS = ("width", "height", "bit_depth", "fps")  # what a dict source may add to its path
+PROGRESS_EVERY = 10  # seconds between progress lines
 
 
-def _make_reference(graph, out, frames, cwd):
-    """Render a lavfi graph to a lossless H.264 file (qp 0) of exactly `frames` frames.
+# -----------------------------------------------------------------------------
+# checking the ffmpeg
+
+
+def _filters_in(graph):
+    """Names of the filters in a lavfi graph: each ,/;-separated part, [labels] and '...' dropped, up to '='."""
+    parts = re.split(r"[,;]", re.sub(r"'[^']*'", "", graph))
+    return {re.sub(r"\[\w+\]", "", p).split("=")[0].strip() for p in parts} - {""}
+
+
+def _ffmpeg_names(kind):
+    """What `ffmpeg -encoders` or `-filters` lists: the second word of each line (plus harmless legend words)."""
+    out = subprocess.run([FFMPEG, "-nostdin", "-hide_banner", f"-{kind}"], capture_output=True, text=True).stdout
+    return {line.split()[1] for line in out.splitlines() if len(line.split()) > 1}
+
+
+def _check_ffmpeg(codecs, graphs):
+    """Raise one error naming every encoder and filter of this build that the ffmpeg lacks."""
+    encoders = {re.search(r"-c:v (\S+)", a)[1] for a in [LOSSLESS] + [TOY_CODECS[c][1] for c in codecs]}
+    filters = {"libvmaf", "split"}.union(*map(_filters_in, [REF_CHAIN, SYNC, *graphs]))
+    missing = {"encoders": sorted(encoders - _ffmpeg_names("encoders")),
+               "filters": sorted(filters - _ffmpeg_names("filters"))}
+    if any(missing.values()):
+        raise RuntimeError(f"toy set: the ffmpeg at {FFMPEG} lacks " + "; ".join(
+            f"{k}: {', '.join(v)}" for k, v in missing.items() if v) + ". The toy set needs the ffmpeg "
+            "bundled with imageio-ffmpeg (check that IMAGEIO_FFMPEG_EXE does not point to another one).")
+
+
+# -----------------------------------------------------------------------------
+# references, encodes, labels
+
+
+def _make_reference(inputs, out, frames, size, cwd):
+    """Render ffmpeg `inputs` (a lavfi graph, or raw frames) to a lossless H.264 file (qp 0) of
+    exactly `frames` frames of `size`.
 
     Lossless H.264 in mp4 rather than FFV1 in mkv: it is smaller here (motion compensation
     codes pans almost for free) and mp4 keeps exact 1/24 s timestamps, where mkv's 1 ms clock
     made encoders drop and repeat frames.
     """
-    w, h = TOY_SIZE
-    graph += f",scale={w}:{h},format=yuv420p,setsar=1,fps={TOY_FPS}"
-    lossless = ["-c:v", "libx264", "-qp", "0", "-preset", "medium", "-threads", "1"]
-    ok, err = run_ffmpeg(["-f", "lavfi", "-i", graph, "-frames:v", str(frames), *lossless, *BITEXACT, out], cwd)
+    chain = REF_CHAIN.format(w=size[0], h=size[1], fps=TOY_FPS)
+    args = [*inputs, "-vf", chain, "-frames:v", str(frames), *LOSSLESS.split(), *BITEXACT, out]
+    ok, err = run_ffmpeg(args, cwd)
     if not ok or not os.path.getsize(os.path.join(cwd, out)):
-        raise RuntimeError(f"toy set: could not render {out} from {graph!r}:\n{err}")
+        raise RuntimeError(f"toy set: could not render {out} from {inputs[-1]!r}:\n{err}")
 
 
 def _run_and_check(encs, lab, outs, frames, cwd, work):
@@ -162,7 +217,7 @@ def _encode_and_label(ref, outs, codec, frames, cwd, work):
             for g in groups]
     # Frames are paired by index (raw .avs2/.266 streams carry no reliable timestamps), and
     # VMAF repeats a short input's last frame, so decoded frames are also counted on the side.
-    sync = f"format=yuv420p,settb=1/{TOY_FPS},setpts=N"
+    sync = SYNC.format(fps=TOY_FPS)
     graph = f"[{n}:v]{sync},split={n}" + "".join(f"[r{i}]" for i in range(n))
     for i in range(n):
         graph += f";[{i}:v]{sync},split[d{i}][c{i}];[d{i}][r{i}]libvmaf=log_fmt=json:log_path={work}_{i}.json[v{i}]"
@@ -176,37 +231,160 @@ def _encode_and_label(ref, outs, codec, frames, cwd, work):
     raise RuntimeError(f"toy set: {problem}")
 
 
-def _build_source(name, codecs, frames, cwd):
-    """Render one content and encode and label it with every codec; returns its CSV rows."""
+def _build_source(name, inputs, codecs, frames, size, cwd, work):
+    """Render one content's reference and encode and label it with every codec; returns its CSV rows.
+    `work`: a prefix for scratch files that no other content shares (names may hold any character)."""
     ref = f"ref/{name}.mp4"
-    _make_reference(TOY_SOURCES[name], ref, frames, cwd)
+    _make_reference(inputs, ref, frames, size, cwd)
     rows = []
     for codec in codecs:
         ext, _, levels = TOY_CODECS[codec]
         outs = [f"{codec}/{name}_{level}.{ext}" for level in range(1, len(levels) + 1)]
-        scores = _encode_and_label(ref, outs, codec, frames, cwd, work=f"work/{name}_{codec}")
+        scores = _encode_and_label(ref, outs, codec, frames, cwd, work=f"{work}_{codec}")
         rows += [dict(path=o, mos=f"{s:.3f}", source=name, codec=codec, level=lvl, reference=ref)
                  for lvl, (o, s) in enumerate(zip(outs, scores), 1)]
     return rows
 
 
-def make_toy_dataset(root, tiny=False, workers=2):
+# -----------------------------------------------------------------------------
+# own sources
+
+
+def _list_sources(sources):
+    """A folder's video files (sorted) or a list of paths or dicts -> dicts(name, path, yuv)."""
+    if isinstance(sources, (str, os.PathLike)):
+        folder = pathlib.Path(sources)
+        if not folder.is_dir():
+            raise ValueError(f"toy set: sources={str(folder)!r} is not a folder (give a folder or a list of files)")
+        sources = sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXTS and p.is_file())
+        if not sources:
+            raise ValueError(f"toy set: no video files ({' '.join(sorted(VIDEO_EXTS))}) in {folder}")
+    entries = []
+    for s in sources:
+        s = dict(s) if isinstance(s, dict) else dict(path=s)
+        path, yuv = str(s.pop("path", "")), {k: s.pop(k) for k in YUV_ARGS if k in s}
+        if not path or s:
+            raise ValueError(f"toy set: a source is a path or a dict with path and optionally {', '.join(YUV_ARGS)}; "
+                             f"got {'no path' if not path else 'unknown keys ' + ', '.join(s)}")
+        entries.append(dict(name=pathlib.Path(path).stem, path=path, yuv=yuv))
+    if not entries:
+        raise ValueError("toy set: no sources given")
+    return entries
+
+
+def _fingerprint(source):
+    """What identifies a source file's contents for the cache: absolute path, size, modification time."""
+    try:
+        st = os.stat(source["path"])
+        stat = [st.st_size, st.st_mtime_ns]
+    except OSError:
+        stat = None  # reported as unreadable when the build starts
+    return [os.path.abspath(source["path"]), stat, source["yuv"]]
+
+
+def _cover(clip, size):
+    """(T, H, W, 3) uint8 -> (T, h, w, 3) for size (w, h): scaled (bilinear, antialiased), aspect
+    ratio kept, until it covers w x h, then centre-cropped. One frame at a time: a 4K clip in float
+    would take gigabytes."""
+    import torch
+    import torch.nn.functional as F
+
+    (w, h), (_, H, W, _) = size, clip.shape
+    scale = max(w / W, h / H)
+    sh, sw = max(h, round(H * scale)), max(w, round(W * scale))
+    y, x = (sh - h) // 2, (sw - w) // 2
+    out = []
+    for frame in clip:
+        f = torch.tensor(frame).permute(2, 0, 1)[None].float()  # (1, 3, H, W); a copy: frame may be read-only
+        f = F.interpolate(f, size=(sh, sw), mode="bilinear", antialias=True, align_corners=False)
+        out.append(f[0, :, y : y + h, x : x + w].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0))
+    return torch.stack(out).numpy()  # (T, h, w, 3)
+
+
+def _prepare_sources(sources, frames, size, cwd, pool):
+    """Cut, scale and write each source's frames to `cwd`/work/<i>.rgb; returns each one's ffmpeg
+    input arguments. Raises one error naming every duplicated, unreadable or too short source."""
+    duplicate, seen = {}, {}
+    for i, s in enumerate(sources):
+        real, stem = os.path.realpath(s["path"]), s["name"]  # an absolute path never equals a stem
+        if real in seen or stem in seen:
+            what = "the same file as" if real in seen else "the same stem (content name) as"
+            duplicate[i] = f"{s['path']}: {what} {seen.get(real) or seen[stem]}"
+        seen.setdefault(real, s["path"])
+        seen.setdefault(stem, s["path"])
+
+    def prepare(i, s):
+        if i in duplicate:
+            return duplicate[i]
+        try:
+            info = probe(s["path"], **s["yuv"])
+            if info["frames"] < frames:
+                return f"{s['path']}: {info['frames']} frames, fewer than the {frames} asked"
+            start = (info["frames"] - frames) // 2  # the middle of the video
+            clip = read_clip(s["path"], range(start, start + frames), info=info, **s["yuv"])
+            _cover(clip, size).tofile(os.path.join(cwd, f"work/{i}.rgb"))
+        except (OSError, ValueError) as e:  # probe and read_clip name the file in their messages
+            return str(e)
+
+    errors = [e for e in pool.map(prepare, range(len(sources)), sources) if e]
+    if errors:
+        raise ValueError(f"toy set: {len(errors)} of {len(sources)} sources cannot be used, nothing was encoded:\n"
+                         + "\n".join(errors))
+    raw = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{size[0]}x{size[1]}", "-r", str(TOY_FPS), "-i"]
+    return [raw + [f"work/{i}.rgb"] for i in range(len(sources))]
+
+
+# -----------------------------------------------------------------------------
+# the build
+
+
+def _progress(log, total):
+    """A function to call as contents finish: it logs `done/total` every PROGRESS_EVERY s and at the end."""
+    start = last = time.monotonic()
+
+    def step(done):
+        nonlocal last
+        now = time.monotonic()
+        if log and (now - last >= PROGRESS_EVERY or done == total):
+            log(f"toy set: {done}/{total} contents, {now - start:.0f} s")
+            last = now
+    return step
+
+
+def make_toy_dataset(root, tiny=False, sources=None, codecs=None, frames=None, size=TOY_SIZE, workers=2, log=print):
     """Build (or find cached) the toy set in `root`; return the path of its `toy.csv`.
 
-    tiny=True makes the test-sized variant through the same code. The build runs in a temporary
-    folder beside root and is renamed into place when complete; a marker holding a hash of the
-    build parameters makes a second call return at once.
+    tiny=True makes the test-sized built-in variant through the same code. sources: a folder or
+    a list of your own videos instead of the built-in contents (module docstring). codecs: names
+    in TOY_CODECS (default all; held-out ones only for the `split` test contents, in toy_vvc.csv).
+    frames, size (w, h): of every reference and encode (default TOY_FRAMES, or the tiny set's;
+    TOY_SIZE). log: called with a start line and progress lines (None: silent).
+    The build runs in a temporary folder beside root and is renamed into place when complete; a
+    marker holding a hash of the build parameters makes a second call return at once.
     """
     root = pathlib.Path(root)
-    names = TOY_TINY["sources"] if tiny else tuple(TOY_SOURCES)
-    codecs = TOY_TINY["codecs"] if tiny else tuple(TOY_CODECS)
-    frames = TOY_TINY["frames"] if tiny else TOY_FRAMES
-    params = dict(size=TOY_SIZE, fps=TOY_FPS, frames=frames, sources={n: TOY_SOURCES[n] for n in names},
+    codecs = tuple(codecs or (TOY_TINY["codecs"] if tiny else TOY_CODECS))
+    frames = frames or (TOY_TINY["frames"] if tiny else TOY_FRAMES)
+    size = tuple(size)
+    unknown = [c for c in codecs if c not in TOY_CODECS]
+    if (tiny and sources is not None) or unknown or frames < 2 or len(size) != 2 or any(s < 16 or s % 2 for s in size):
+        raise ValueError(f"toy set: need tiny or sources (not both), codecs from {', '.join(TOY_CODECS)}, frames >= 2 "
+                         f"and an even size >= 16; got tiny={tiny}, unknown codecs {unknown}, frames={frames}, size={size}")
+    if sources is None:
+        names = TOY_TINY["sources"] if tiny else tuple(TOY_SOURCES)
+        graphs = [TOY_SOURCES[n] for n in names]
+        what = dict(zip(names, graphs))
+    else:
+        sources = _list_sources(sources)
+        names, graphs = [s["name"] for s in sources], []
+        what = [_fingerprint(s) for s in sources]
+    params = dict(size=size, fps=TOY_FPS, frames=frames, sources=what,
                   codecs={c: TOY_CODECS[c] for c in codecs}, ffmpeg=os.path.basename(FFMPEG))
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
     done = lambda d: (d / ".complete").exists() and (d / ".complete").read_text() == key
     if done(root):
         return root / "toy.csv"
+    _check_ffmpeg(codecs, graphs)
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{root.name}.building-", dir=root.parent))
     test = {n for i, n in enumerate(names) if i % 4 == 3}  # every 4th content: each family shows up
@@ -214,16 +392,29 @@ def make_toy_dataset(root, tiny=False, workers=2):
         for d in ("ref", "work", *codecs):
             (tmp / d).mkdir()
         with ThreadPoolExecutor(workers) as pool:  # each job is an ffmpeg process, so threads suffice
-            jobs = [pool.submit(_build_source, n, [c for c in codecs if n in test or c not in TOY_HELD_OUT], frames, tmp)
-                    for n in names]
+            if sources is None:
+                inputs = [["-f", "lavfi", "-i", g] for g in graphs]
+            else:
+                inputs = _prepare_sources(sources, frames, size, tmp, pool)
+            if log:
+                log(f"toy set: building {len(names)} contents x 4 levels of {' '.join(codecs)} in {root}")
+            jobs = [pool.submit(_build_source, n, inp, [c for c in codecs if n in test or c not in TOY_HELD_OUT],
+                                frames, size, tmp, f"work/{i}") for i, (n, inp) in enumerate(zip(names, inputs))]
             try:
-                rows = [row for job in jobs for row in job.result()]
+                step = _progress(log, len(jobs))
+                for count, job in enumerate(as_completed(jobs), 1):
+                    job.result()  # the first failure raises here
+                    step(count)
             except BaseException:
                 pool.shutdown(cancel_futures=True)
                 raise
+        rows = [row for job in jobs for row in job.result()]
         for row in rows:
             row["split"] = "test" if row["source"] in test else "train"
-        for name, keep in (("toy.csv", lambda c: c not in TOY_HELD_OUT), ("toy_vvc.csv", lambda c: c in TOY_HELD_OUT)):
+        csvs = {"toy.csv": lambda c: c not in TOY_HELD_OUT}
+        if set(codecs) & set(TOY_HELD_OUT):
+            csvs["toy_vvc.csv"] = lambda c: c in TOY_HELD_OUT
+        for name, keep in csvs.items():
             with open(tmp / name, "w", newline="") as f:
                 out = csv.DictWriter(f, ["path", "mos", "source", "codec", "level", "split", "reference"])
                 out.writeheader()

@@ -1,15 +1,17 @@
-"""Tests for data.py: frame-exact reads (containers and raw YUV), sampling geometry, fragments,
-bad inputs and the Dataset with worker processes.
-Test videos are made in a temporary folder with the bundled ffmpeg; CPU only, about 10 s.
+"""Tests for data.py: frame-exact reads (containers and raw YUV), resized reads against torch's
+resize, sampling geometry, fragments, bad inputs, the Dataset with worker processes, the clip cache.
+Test videos are made in a temporary folder with the bundled ffmpeg; CPU only, about 15 s.
 
 Run from the repository root:  python -m pytest -q tests/test_data.py
 """
+import os
 import subprocess
 
 import imageio_ffmpeg
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import data
 
@@ -165,6 +167,83 @@ def test_bad_video_files(tmp_path, videos):
 
 
 # -----------------------------------------------------------------------------
+# resized reads
+
+
+def test_resized_size():
+    assert data.resized_size(2160, 3840, 224) == data.resized_size(1080, 1920, 224) == (224, 398)  # 398.2
+    assert data.resized_size(1920, 1080, 224) == (398, 224)  # portrait
+    assert data.resized_size(480, 640, 224) == (224, 298)  # 298.7: floored, as torchvision does
+    assert data.resized_size(54, 96, 128) == (128, 227)  # upscaled
+    assert data.resized_size(10, 10, 7) == (7, 7)
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    """Three frames of ffmpeg's testsrc2 (fine text, sharp edges: aliasing shows) as containers and raw
+    .yuv. RGB containers are lossless, so they test the resize alone; 4:2:0 ones test it together with
+    the chroma, which the reference (full-size RGB) upsamples differently. The grey .yuv keep the luma
+    and set the chroma to 128 (no colour), for the same reason."""
+    d = tmp_path_factory.mktemp("scenes")
+
+    def make(name, w, h, *args):
+        src = ["-f", "lavfi", "-i", f"testsrc2=size={w}x{h}:rate=25", "-frames:v", "3"]
+        subprocess.run([FFMPEG, "-nostdin", "-v", "error", *src, *args, "-y", str(d / name)], check=True)
+        return str(d / name)
+
+    rgb, yuv = ["-c:v", "libx264rgb", "-qp", "0"], ["-pix_fmt", "yuv420p", "-f", "rawvideo"]
+    out = dict(wide=make("wide.mp4", 640, 360, *rgb), tall=make("tall.mkv", 360, 640, *rgb),
+               small=make("small.mp4", 96, 54, *rgb), wide420=make("wide420.mp4", 640, 360, "-pix_fmt", "yuv420p"),
+               wideyuv=make("wide_640x360.yuv", 640, 360, *yuv))
+    for name, w, h in [("grey_640x360.yuv", 640, 360), ("grey_96x54.yuv", 96, 54), ("grey_360x640.yuv", 360, 640)]:
+        raw = np.fromfile(make(name, w, h, *yuv), np.uint8).reshape(3, -1)
+        raw[:, w * h :] = 128
+        raw.tofile(d / name)
+        out[name[:-4]] = str(d / name)
+    return out
+
+
+def torch_resize(frames, size, antialias=True):
+    """The independent reference: uint8 (T, H, W, 3) resized by torch, bilinear, half-pixel centres."""
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=antialias)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+# (video, short side, mean and max |difference| allowed), measured: antialiased mean (max); plain bilinear mean
+RESIZES = [("wide", 100, 0.5, 255),  # 0.14 (17); plain 2.3. ffmpeg's fixed-point filter taps differ a little
+           ("wide", 64, 0.5, 255),  # 0.08 (23); 3.5
+           ("tall", 100, 0.5, 255),  # 0.27 (18); 3.5: portrait
+           ("small", 128, 0.1, 1),  # 0.014 (1): upscaled 2.4 x, where antialiasing plays no part
+           ("wide420", 100, 1.5, 255),  # 0.89 (25); 2.7: 4:2:0, the chroma differs at coloured edges
+           ("wideyuv", 100, 0.5, 255),  # 0.24 (24); 2.2: raw 4:2:0, the same
+           ("grey_640x360", 64, 0.1, 1),  # 0.05 (1); 2.2: torch resizes the planes, so only rounding differs
+           ("grey_360x640", 100, 0.1, 1),  # 0.05 (1); 2.4
+           ("grey_96x54", 128, 0.1, 1)]  # 0.05 (1): upscaled
+
+
+@pytest.mark.parametrize("name,short,mean,most", RESIZES)
+def test_resized_read_matches_torch(scenes, name, short, mean, most):
+    path = scenes[name]
+    full = data.read_clip(path, [0, 2])  # native size, then resized by torch
+    got = data.read_clip(path, [0, 2], short_side=short)
+    size = data.resized_size(*full.shape[1:3], short)
+    assert got.shape == (2, *size, 3) and got.dtype == np.uint8 and min(size) == short
+    diff = np.abs(got.astype(int) - torch_resize(full, size))
+    assert diff.mean() < mean and diff.max() <= most, f"mean {diff.mean():.3f}, max {diff.max()}"
+    if short < min(full.shape[1:3]):  # downscaled: an aliasing resize would be far off
+        assert np.abs(got.astype(int) - torch_resize(full, size, antialias=False)).mean() > 2
+
+
+def test_container_and_yuv_resize_alike(scenes):
+    """The same picture as a container and as .yuv: the same geometry and close pixels at any short side."""
+    for short in (64, 100, 360, 500):
+        a = data.read_clip(scenes["wide420"], [1], short_side=short)
+        b = data.read_clip(scenes["wideyuv"], [1], short_side=short)
+        assert a.shape == b.shape and np.abs(a.astype(int) - b).mean() < 1, short  # 0.3-0.6: x264 is lossy
+
+
+# -----------------------------------------------------------------------------
 # sampling
 
 
@@ -316,3 +395,110 @@ def test_yuv_to_rgb_matches_the_textbook_formula(h, w, bit_depth):
     got = data._yuv_to_rgb(y, u, v, bit_depth)
     assert got.shape == (2, h, w, 3) and got.dtype == np.uint8
     assert np.abs(got.astype(int) - want).max() <= 1  # float32 rounding
+
+
+# -----------------------------------------------------------------------------
+# resized crops and the clip cache
+
+
+def test_dataset_crops_the_resized_frames(tmp_path):
+    """Pixels that hold their coordinates: green = row, blue = column, both as ramps 0..255 over the frame."""
+    h, w = 60, 100
+    y, x = np.mgrid[:h, :w]
+    frames = np.zeros((6, h, w, 3), np.uint8)
+    frames[..., 0] = 40 * np.arange(6)[:, None, None]  # red: the frame number
+    frames[..., 1], frames[..., 2] = np.round(y * 255 / (h - 1)), np.round(x * 255 / (w - 1))
+    item = dict(path=encode(tmp_path / "ramps.mp4", frames, "-c:v", "libx264rgb", "-qp", "0"), mos=1.0)
+    resized = data.read_clip(item["path"], range(6), short_side=24)  # (6, 24, 40, 3)
+    assert resized.shape == (6, 24, 40, 3)
+    test = data.VideoDataset([item], frames=2, size=24, stride=1, train=False)
+    idx = data.eval_indices(6, 2, 1)[0]
+    clip = resized[idx, :, 8:32]  # centred: (40 - 24) / 2
+    assert torch.equal(test[0][0][0], data.normalise(clip))
+    assert clip[..., 1].min() < 10 and clip[..., 1].max() > 245  # the whole height, and
+    assert abs(clip[..., 2].mean() - 127.5) < 2  # the middle of the width
+    native = data.VideoDataset([item], frames=2, size=24, stride=1, train=False, resize=False)
+    assert torch.equal(native[0][0][0], data.normalise(frames[idx, 18:42, 38:62]))  # the old native crop
+    train, offsets = data.VideoDataset([item], frames=2, size=24, stride=1), set()
+    for epoch in range(8):
+        train.set_epoch(epoch)
+        clip = train[0][0]
+        t0 = int(((clip[0, 0, 0, 0] * data.IMAGENET_STD[0] + data.IMAGENET_MEAN[0]) * 255 / 40).round())
+        matches = [x for x in range(17) if torch.equal(clip, data.normalise(resized[[t0, t0 + 1], :, x : x + 24]))]
+        assert len(matches) == 1, epoch  # a random window of the resized frames, along the long side
+        offsets.add(matches[0])
+    assert len(offsets) > 2
+
+
+def test_clip_cache(items, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    geometry = dict(frames=4, size=24, stride=2, train=False, clips=2)
+    plain, cached = data.VideoDataset(items, **geometry), data.VideoDataset(items, **geometry, cache=str(cache))
+    for i in range(len(items)):  # the first pass builds the entries
+        assert torch.equal(cached[i][0], plain[i][0])
+    entries = sorted(cache.iterdir())
+    assert [p.suffix for p in entries] == [".npy"] * 4
+    for it in items:
+        yuv = data._yuv_args(it)
+        video = data.cached_frames(it["path"], str(cache), 24, **yuv)
+        assert video.dtype == np.uint8 and isinstance(video, np.memmap)
+        n = data.probe(it["path"], **yuv)["frames"]
+        np.testing.assert_array_equal(video, data.read_clip(it["path"], range(n), short_side=24, **yuv))
+    train = [data.VideoDataset(items, frames=4, size=24, seed=5, cache=c) for c in (None, str(cache))]
+    plain_train = [train[0][i][0] for i in range(len(items))]
+    per_frame, total = cached.cache_cost()  # the largest: 16 x 24 upscaled to 24 x 36
+    assert per_frame == 24 * 36 * 3 and total == sum(np.load(p, mmap_mode="r").nbytes for p in entries)
+    big = data.VideoDataset(items, size=224, cache=str(cache))  # the cost comes from the probe infos
+    big.info = {it["path"]: dict(frames=10, width=3840, height=2160) for it in items[:2]}
+    big.info.update({it["path"]: dict(frames=5, width=480, height=640) for it in items[2:]})  # portrait 3:4
+    assert big.cache_cost() == (398 * 224 * 3, 2 * 10 * 398 * 224 * 3 + 2 * 5 * 298 * 224 * 3)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(data, "read_clip", no_decoding)
+    monkeypatch.setattr(data, "probe", no_decoding)
+    for i in range(len(items)):  # from the cache alone, with the same seeded frames and crops
+        assert torch.equal(train[1][i][0], plain_train[i])
+    for kwargs in (dict(resize=False), dict(fragments=True, size=28)):
+        with pytest.raises(ValueError, match="cache= holds frames resized"):
+            data.VideoDataset(items, cache=str(cache), **kwargs)
+
+
+def test_clip_cache_failures_and_changes(tmp_path, monkeypatch):
+    cache, path = tmp_path / "cache", tmp_path / "clip_48x32.yuv"
+    cache.mkdir()
+    (cache / "tmp1234.tmp").write_bytes(b"half a file")  # left by a writer that was killed
+    yuv_file(path, YUV, 8, 48, 32)
+
+    def disk_full(f, frames):
+        f.write(b"\x93NUMPY half")
+        raise OSError("no space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(np, "save", disk_full)
+        with pytest.raises(OSError, match="no space"):
+            data.cached_frames(path, str(cache), 16)
+    assert [p.name for p in cache.iterdir()] == ["tmp1234.tmp"]  # no entry, and no new temporary file
+    resized = lambda: data.read_clip(path, range(4), short_side=16)
+    old = np.array(data.cached_frames(path, str(cache), 16))
+    np.testing.assert_array_equal(old, resized())
+    before = os.stat(path).st_mtime_ns
+    yuv_file(path, YUV[::-1], 8, 48, 32)  # new content, same name and size
+    os.utime(path, ns=(before + 10**9, before + 10**9))  # whatever the file system's clock resolution
+    np.testing.assert_array_equal(data.cached_frames(path, str(cache), 16), resized())
+    assert not np.array_equal(old, resized())
+    assert data.cached_frames(path, str(cache), 20).shape == (4, 20, 30, 3)  # another geometry: another entry
+    assert data.cached_frames(path, str(cache), 20, width=24, height=64).shape == (4, 53, 20, 3)  # another raw format
+    assert len(list(cache.glob("clip_48x32.*.npy"))) == 4 and (cache / "tmp1234.tmp").read_bytes() == b"half a file"
+
+
+def test_clip_cache_cold_with_two_workers(items, tmp_path):
+    """Two worker processes race to build the same entries; every clip still has the right pixels."""
+    both = [items[0], items[0], items[3], items[3]]  # worker 0 reads items 0 and 2, worker 1 items 1 and 3
+    geometry = dict(frames=4, size=24, stride=2, train=False)
+    plain = data.VideoDataset(both, **geometry)
+    cached = data.VideoDataset(both, **geometry, cache=str(tmp_path))
+    loader = torch.utils.data.DataLoader(cached, batch_size=1, num_workers=2)
+    assert all(torch.equal(clip[0], plain[i][0]) for clip, _, i in loader)
+    assert len(list(tmp_path.glob("*.npy"))) == 2 and not list(tmp_path.glob("*.tmp"))

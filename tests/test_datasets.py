@@ -44,26 +44,99 @@ def test_load_csv_errors(tmp_path, text, error, match):
         datasets.load_csv(write_csv(tmp_path / "bad.csv", text))
 
 
-def test_waterloo4k_index(tmp_path):
-    lines = []
+WATERLOO_HEIGHT = {"960x540": "540p", "1920x1080": "1080p"}
+
+
+@pytest.fixture
+def waterloo(tmp_path):
+    """A stand-in Waterloo IVC 4K tree (2 encoders x 6 videos x 2 resolutions x 2 levels) and its rows
+    (encoder, video, resolution, level, MOS), MOS with two decimals as in the shared CSV."""
+    rows = []
     for codec in ("H264", "VP9"):
         for video in range(1, 7):
-            for level in (1, 2):
-                path = tmp_path / codec / f"{video:02d}" / f"960x540_{level}.mp4"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(b"x")
-                lines.append(f"{codec} {video} {'960x540' if video % 2 else '540p'} {level} {10 * level + video}")
-    (tmp_path / "scores.txt").write_text("\n".join(lines) + "\n")
-    items = datasets.waterloo4k_index(tmp_path)
-    assert len(items) == 24
-    assert items[0] == dict(path=str(tmp_path / "H264" / "01" / "960x540_1.mp4"), mos=11.0, source="1",
+            for res in WATERLOO_HEIGHT:
+                for level in (1, 2):
+                    path = tmp_path / codec / f"{video:02d}" / f"{res}_{level}.mp4"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(b"x")
+                    rows.append((codec, video, res, level, f"{10 * level + video + len(res) / 100:.2f}"))
+    return tmp_path, rows
+
+
+def shared_csv(rows, columns=("Encoder", "Video Number", "Resolution", "Distortion Level", "MOS", "path")):
+    """The widely shared CSV of those rows: 540p-style resolutions, paths under a foreign prefix."""
+    lines = [",".join(columns)]
+    for codec, video, res, level, mos in rows:
+        values = {"encoder": codec, "videonumber": str(video), "resolution": WATERLOO_HEIGHT[res],
+                  "distortionlevel": str(level), "mos": mos, "notes": "seen twice",
+                  "path": f"/home/someone/Waterloo IVC 4K/{codec}/{video:02d}/{res}_{level}.mp4"}
+        lines.append(",".join(values["".join(c.lower().split())] for c in columns))
+    return "\n".join(lines) + "\n"
+
+
+def test_waterloo4k_index(waterloo):
+    root, rows = waterloo
+    (root / "scores.txt").write_text("".join(f"{c} {v} {r} {l} {m}\n" for c, v, r, l, m in rows))
+    items = datasets.waterloo4k_index(root)
+    assert len(items) == 48
+    assert items[0] == dict(path=str(root / "H264" / "01" / "960x540_1.mp4"), mos=11.07, source="1",
                             codec="H264", level="1", resolution="960x540")
     train, test = datasets.official_split(items, "waterloo4k")
     assert {it["source"] for it in test} == {"1", "2", "3", "4"} and {it["source"] for it in train} == {"5", "6"}
     assert datasets.label_range("waterloo4k", items) == (0.0, 100.0)
-    (tmp_path / "bad.txt").write_text("H264 1 960x540 1 50\nH264 9 960x540 1 50\n")
+    (root / "bad.txt").write_text("H264 1 960x540 1 50\nH264 9 960x540 1 50\n")
     with pytest.raises(FileNotFoundError, match=r"bad.txt, line 2: .*09.960x540_1.mp4"):
-        datasets.waterloo4k_index(tmp_path, tmp_path / "bad.txt")
+        datasets.waterloo4k_index(root, root / "bad.txt")
+
+
+@pytest.mark.parametrize("columns", [
+    ("Encoder", "Video Number", "Resolution", "Distortion Level", "MOS", "path"),  # as shared
+    ("MOS", "Notes", "path", "Video Number", "encoder", "Distortion Level", "Resolution"),  # reordered, extra
+    (" video number", "DISTORTION LEVEL", "Encoder", "resolution", "Mos "),  # no path: built from the columns
+])
+def test_waterloo4k_shared_csv_gives_the_same_items(waterloo, columns):
+    root, rows = waterloo
+    (root / "scores.txt").write_text("".join(f"{c},{v},{r},{l},{m}\n" for c, v, r, l, m in rows))
+    (root / "waterloo.csv").write_text(shared_csv(rows, columns))
+    assert datasets.waterloo4k_index(root, root / "waterloo.csv") == datasets.waterloo4k_index(root)
+
+
+def test_waterloo4k_csv_paths_from_windows_and_encoder_folders_in_any_case(waterloo):
+    root, rows = waterloo
+    (root / "H264").rename(root / "h264")
+    text = shared_csv(rows[:2]).replace("/home/someone/Waterloo IVC 4K/", "D:\\Waterloo4K\\").replace("/", "\\")
+    (root / "waterloo.csv").write_text(text)
+    items = datasets.waterloo4k_index(root, root / "waterloo.csv")
+    assert [it["path"] for it in items] == [str(root / "h264" / "01" / f"960x540_{level}.mp4") for level in (1, 2)]
+    assert items[0]["codec"] == "H264"
+
+
+@pytest.mark.parametrize("line,error,match", [
+    ("H264,1,540p,1,11.07", ValueError, r"line 3: 5 fields, the header has 6"),
+    ("H264,1,540p,one,11.07,x/H264/01/960x540_1.mp4", ValueError, r"line 3: .*integers, got '1', 'one'"),
+    ("H264,1,540p,2,,x/H264/01/960x540_2.mp4", ValueError, r"line 3: score '' is not a finite number"),
+    ("H264,1,540p,1,11.07,x/H264/01/960x540_2.mp4", ValueError,
+     r"line 3: path 'x/H264/01/960x540_2.mp4' does not end in H264/01/960x540_1.mp4"),
+    ("H264,1,540p,1,11.07,H264/01/960x540_1.mp4", ValueError, r"line 3: H264/01/960x540_1.mp4 again .*line 2"),
+    ("H264,7,540p,1,11.07,x/H264/07/960x540_1.mp4", FileNotFoundError, r"line 3: .*07.960x540_1.mp4 does not exist"),
+])
+def test_waterloo4k_csv_bad_line(waterloo, line, error, match):
+    root, rows = waterloo
+    (root / "bad.csv").write_text(shared_csv(rows[:1]) + line + "\n")
+    with pytest.raises(error, match=r"bad.csv, " + match):
+        datasets.waterloo4k_index(root, root / "bad.csv")
+
+
+@pytest.mark.parametrize("text,match", [
+    ("Encoder,Video,Resolution,Distortion Level,MOS,path\n", r", line 1: .*lacks \['videonumber'\]"),
+    ("H264 1 960x540 1\n", r", line 1: expected encoder, video, resolution, level, MOS"),
+    ("", r": no videos listed"),
+])
+def test_waterloo4k_bad_label_file(waterloo, text, match):
+    root, _ = waterloo
+    (root / "bad.csv").write_text(text)
+    with pytest.raises(ValueError, match=r"bad.csv" + match):
+        datasets.waterloo4k_index(root, root / "bad.csv")
 
 
 def test_bvihd_index(tmp_path):

@@ -1,8 +1,10 @@
 """Tests for metrics.py: agreement with scipy, a hand-checked example, the logistic fit and its
-fallbacks, input checks, and summarize.
+fallbacks, input checks, summarize, the per-content SRCC, the settings-only baseline, and the
+scatter plot (drawn only where matplotlib is installed).
 
 Run from the repository root:  python -m pytest -q tests/test_metrics.py
 """
+import sys
 import warnings
 
 import numpy as np
@@ -10,7 +12,8 @@ import pytest
 from scipy import stats
 
 import metrics
-from metrics import evaluate, fit_logistic, format_metrics, logistic, summarize
+from metrics import (baseline_metrics, evaluate, fit_logistic, format_metrics, logistic, scatter_plot,
+                     settings_baseline, summarize, within_source_srcc)
 
 
 def _noisy(n=200, seed=0):
@@ -183,3 +186,92 @@ def test_plcc_keeps_the_sign_of_anti_correlated_predictions():
     assert r["srcc"] < -0.9 and r["plcc_raw"] < -0.9
     assert r["plcc"] < -0.9  # the fitted curve is decreasing: the sign must survive it
     assert evaluate(-pred, mos)["plcc"] == pytest.approx(-r["plcc"], abs=1e-4)
+
+
+def test_within_source_srcc_hand_computed():
+    # a: perfectly ranked, 1. b: pred ranks 1,2,3 against mos ranks 3,1,2: d = -2,1,1, sum d^2 = 6,
+    # SRCC = 1 - 6 * 6 / (3 * 8) = -0.5. c (one video) and d (constant mos) are left out.
+    pred = [1, 2, 3, 1, 2, 3, 5, 1, 2]
+    mos = [10, 20, 30, 30, 10, 20, 50, 40, 40]
+    r = within_source_srcc(pred, mos, ["a"] * 3 + ["b"] * 3 + ["c"] + ["d"] * 2)
+    assert r == dict(srcc=pytest.approx(0.25), min=pytest.approx(-0.5), max=pytest.approx(1.0), n_sources=2)
+
+
+def test_within_source_srcc_matches_scipy_per_group():
+    rng = np.random.default_rng(8)
+    sizes = {"s1": 12, "s2": 7, "s3": 20, "s4": 2}
+    sources = [s for s, n in sizes.items() for _ in range(n)]
+    rng.shuffle(sources)  # the videos of one content need not be adjacent
+    sources = np.array(sources)
+    pred = rng.normal(size=len(sources))
+    mos = pred + rng.normal(size=len(sources)) + 5 * (sources == "s3")  # s3 scores higher overall
+    per = [stats.spearmanr(pred[sources == s], mos[sources == s]).statistic for s in sizes]
+    r = within_source_srcc(pred, mos, sources)
+    assert r["n_sources"] == 4
+    assert r["srcc"] == pytest.approx(np.mean(per), abs=1e-12)
+    assert (r["min"], r["max"]) == (pytest.approx(min(per)), pytest.approx(max(per)))
+    # constant predictions within a content leave that content out, and none left gives nan
+    pred[sources == "s1"] = 0.0
+    assert within_source_srcc(pred, mos, sources)["srcc"] == pytest.approx(np.mean(per[1:]), abs=1e-12)
+    r = within_source_srcc([1, 2, 3], [3, 2, 1], ["a", "b", "c"])
+    assert np.isnan(r["srcc"]) and r["n_sources"] == 0
+    with pytest.raises(ValueError, match="different lengths: 3, 3, 2"):
+        within_source_srcc([1, 2, 3], [3, 2, 1], ["a", "b"])
+
+
+def _items(rows, **more):
+    return [dict(path=f"{i}.mp4", mos=m, codec=c, resolution=r, level=l, **more)
+            for i, (c, r, l, m) in enumerate(rows)]
+
+
+TRAIN = _items([("h264", "1080", "1", 10.0), ("h264", "1080", "1", 20.0), ("h264", "1080", "2", 40.0),
+                ("hevc", "540", "1", 30.0), ("hevc", "1080", "1", 50.0)])
+
+
+def test_settings_baseline_cells_and_fallbacks():
+    test = _items([("h264", "1080", "1", 0.0),   # its own cell: (10 + 20) / 2
+                   ("vp9", "1080", "1", 0.0),    # unseen codec: (1080, 1) = (10 + 20 + 50) / 3
+                   ("vp9", "2160", "2", 0.0),    # unseen codec and resolution: level 2 = 40
+                   ("av1", "720", "3", 0.0)])    # unseen level too: all training MOS, 150 / 5
+    preds, keys = settings_baseline(TRAIN, test)
+    assert keys == ("codec", "resolution", "level")
+    assert preds == pytest.approx([15.0, 80 / 3, 40.0, 30.0])
+    # keys are used only where every train and test item has them, non-empty
+    test[0]["resolution"] = " "
+    preds, keys = settings_baseline(TRAIN, test)
+    # (h264, 1) = (10 + 20) / 2; (vp9, 1) falls back to level 1 = (10 + 20 + 30 + 50) / 4
+    assert keys == ("codec", "level") and preds == pytest.approx([15.0, 27.5, 40.0, 30.0])
+    assert settings_baseline(TRAIN, test, keys=("level",)) == (pytest.approx([27.5, 27.5, 40.0, 30.0]), ("level",))
+    no_keys = [dict(path=it["path"], mos=it["mos"]) for it in TRAIN]
+    assert settings_baseline(no_keys, test) is None and settings_baseline(TRAIN, no_keys) is None
+    with pytest.raises(ValueError, match="needs training items"):
+        settings_baseline([], test)
+
+
+def test_baseline_metrics_is_evaluate_of_the_baseline():
+    test = _items([("h264", "1080", "1", 12.0), ("h264", "1080", "2", 35.0), ("hevc", "540", "1", 33.0),
+                   ("hevc", "1080", "1", 45.0), ("vp9", "1080", "2", 41.0)])
+    r = baseline_metrics(TRAIN, test)
+    expected = evaluate([15.0, 40.0, 30.0, 50.0, 40.0], [12.0, 35.0, 33.0, 45.0, 41.0])
+    assert r == dict(expected, keys=("codec", "resolution", "level"))
+    assert format_metrics(r).startswith("PLCC ")
+    assert baseline_metrics([dict(mos=1.0)], [dict(mos=2.0)] * 4) is None
+
+
+def test_scatter_plot_writes_an_image(tmp_path):
+    pytest.importorskip("matplotlib")
+    pred, mos = _noisy(n=60, seed=9)
+    path = tmp_path / "scatter.png"
+    assert scatter_plot(str(path), mos, {"teacher": pred, "student": -pred + 0.1 * mos}, title="toy") is True
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["scatter.png"]  # the temporary file is gone
+    with pytest.raises(ValueError, match="different lengths"):
+        scatter_plot(str(path), mos, {"student": pred[:10]})
+
+
+def test_scatter_plot_without_matplotlib(tmp_path, monkeypatch):
+    for name in ("matplotlib", "matplotlib.figure"):  # None in sys.modules makes the import fail
+        monkeypatch.setitem(sys.modules, name, None)
+    pred, mos = _noisy(n=20, seed=10)
+    assert scatter_plot(str(tmp_path / "scatter.png"), mos, {"student": pred}) is False
+    assert list(tmp_path.iterdir()) == []
