@@ -63,10 +63,11 @@ def parse_args(argv=None):
     p.add_argument("--student-ckpt", help="official InternVideo2 file, or a checkpoint of this project")
     p.add_argument("--ckpt-frames", type=int, help="frame count of a checkpoint whose position table is ambiguous")
     p.add_argument("--trust-ckpt", action="store_true", help="allow full unpickling of checkpoint files")
-    p.add_argument("--data", default="toy", choices=["toy", "csv", "bvihd", "waterloo4k"])
+    p.add_argument("--data", default="toy", choices=["toy", "csv", "bvihd", "waterloo4k"],
+                   help="toy: the built-in set, quick profile; the others: the paper profile")
     p.add_argument("--data-root", help="dataset folder (toy: where the toy set is built)")
     p.add_argument("--labels", help="label file: the CSV list for csv, the DMOS file for bvihd, scores.txt/CSV "
-                                    "for waterloo4k (default: DATA_ROOT/scores.txt)")
+                                    "for waterloo4k (DATA_ROOT/scores.txt when not given)")
     p.add_argument("--yuv-fps", type=float, help="bvihd: frame rate from the dataset's instructions")
     p.add_argument("--yuv-bit-depth", type=int, help="bvihd: bit depth from the dataset's instructions")
     p.add_argument("--toy-sources", help="build the toy set from your own source videos in this folder")
