@@ -18,6 +18,7 @@ Needs only torch.
 """
 import math
 import pickle
+import zipfile
 from dataclasses import dataclass, replace
 
 import torch
@@ -470,6 +471,10 @@ def resize_pos_embed(pos, grid, src_grid=None):
 def read_checkpoint(path, trust=False):
     """torch.load on the CPU, tensors only unless trust=True (full unpickling runs code from the file)."""
     try:
+        with open(path, "rb") as f:
+            first = f.read(1)
+        if not zipfile.is_zipfile(path) and first != b"\x80":  # torch.save writes a zip (legacy: a pickle)
+            raise ValueError(f"{path}: not a torch checkpoint (neither a zip archive nor a pickle)")
         return torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as e:
         raise ValueError(f"{path}: holds objects other than tensors (e.g. arguments or optimizer state saved "
@@ -544,11 +549,14 @@ def load_internvideo2(model, ckpt, strict=True, trust=False, src_grid=None, src_
     sd, dropped = remap_state_dict(ckpt)
     own = model.state_dict()
     report = dict(loaded=[], dropped=dropped, resized=[], left_at_init=[])
-    if "pos_embed" in sd and sd["pos_embed"].shape != own["pos_embed"].shape:
+    if "pos_embed" in sd:  # same shape and no geometry given: the same grid; else its real grid, resized
         old = tuple(sd["pos_embed"].shape)
-        src = checkpoint_grid(old[1], src_grid, src_frames)
-        sd["pos_embed"] = resize_pos_embed(sd["pos_embed"], model.grid, src)
-        report["resized"].append(f"pos_embed {old} -> {tuple(sd['pos_embed'].shape)}")
+        known = src_grid or src_frames
+        src = checkpoint_grid(old[1], src_grid, src_frames) if known or old != own["pos_embed"].shape else model.grid
+        if tuple(src) != model.grid:
+            sd["pos_embed"] = resize_pos_embed(sd["pos_embed"], model.grid, src)
+            report["resized"].append(f"pos_embed {old} on a {' x '.join(map(str, src))} grid -> "
+                                     f"{tuple(sd['pos_embed'].shape)}")
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
     mismatched = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"

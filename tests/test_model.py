@@ -5,14 +5,15 @@ re-implementation of the upstream forward, and checkpoint loading.
 """
 import argparse
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from model import (CONFIGS, ConvVQA, VideoViT, ViTConfig, count_params, dct_patch_init, flops_per_clip,
-                   load_internvideo2, remap_state_dict, sincos_pos_embed)
+from model import (CONFIGS, ConvVQA, VideoViT, ViTConfig, checkpoint_grid, config_of, count_params, dct_patch_init,
+                   flops_per_clip, load_internvideo2, load_weights, remap_state_dict, sincos_pos_embed)
 
 
 def tiny(**kw):
@@ -218,7 +219,7 @@ def test_four_frame_checkpoint_into_eight_frame_model():
         src.pos_embed[0, 1:] = torch.arange(4.0).repeat_interleave(256)[:, None]
     dst = VideoViT(tiny(num_frames=8, img_size=224))
     report = load_internvideo2(dst, src.state_dict())
-    assert report["resized"] == ["pos_embed (1, 1025, 64) -> (1, 2049, 64)"]
+    assert report["resized"] == ["pos_embed (1, 1025, 64) on a 4 x 16 x 16 grid -> (1, 2049, 64)"]
     per_frame = dst.pos_embed[0, 1:].reshape(8, 256, 64)
     expected = torch.tensor([0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3.0])
     torch.testing.assert_close(per_frame, expected[:, None, None].expand(8, 256, 64))
@@ -300,3 +301,68 @@ def test_dct_patch_init_is_the_orthonormal_2d_dct_of_each_channel():
     flat = torch.ones(1, 3, 2, 14, 14, dtype=torch.float64)  # a flat patch excites only the DC filters
     resp = F.conv3d(flat, conv.weight.double(), stride=conv.stride).flatten()
     assert resp[:3].abs().min() > 0.1 and resp[3:].abs().max() < 1e-6 * resp[:3].abs().min()  # float32 weights
+
+
+def test_a_position_table_grid_is_never_guessed():
+    assert checkpoint_grid(2049) == (8, 16, 16) and checkpoint_grid(1025) == (4, 16, 16)  # official: 16 x 16 a frame
+    assert checkpoint_grid(73, saved_grid=(2, 6, 6)) == (2, 6, 6) and checkpoint_grid(73, frames=2) == (2, 6, 6)
+    with pytest.raises(ValueError, match=r"8 x 3 x 3 or 2 x 6 x 6.*--ckpt-frames"):
+        checkpoint_grid(73)  # a 2 x 84 px table: 72 patch rows read two ways
+    with pytest.raises(ValueError, match="not 5 frames"):
+        checkpoint_grid(73, frames=5)
+    with pytest.raises(ValueError, match=r"saved geometry \(2, 4, 4\)"):
+        checkpoint_grid(73, saved_grid=(2, 4, 4))
+
+
+def project_checkpoint(path, model, **extra):
+    """A training checkpoint of this project, as train.py writes it (the fields load_weights reads)."""
+    torch.save(dict(student=model.state_dict(), student_config=asdict(model.cfg), teacher=None, config={}, **extra), path)
+
+
+def test_a_checkpoint_of_this_project_loads_at_its_saved_geometry(tmp_path):
+    quick = randomize(VideoViT(tiny(num_frames=2, img_size=84)), 3)  # 2 x 6 x 6: 72 patch rows
+    project_checkpoint(tmp_path / "best.pt", quick)
+    target = VideoViT(tiny(num_frames=8, img_size=42))  # 8 x 3 x 3: also 72 patch rows, another grid
+    report = load_weights(target, str(tmp_path / "best.pt"))
+    assert report["resized"] == ["pos_embed (1, 73, 64) on a 2 x 6 x 6 grid -> (1, 73, 64)"]
+    assert not torch.equal(target.pos_embed, quick.pos_embed) and report["left_at_init"] == []
+    x = clip(target.cfg)
+    bigger = VideoViT(tiny(num_frames=4, img_size=84))  # 4 x 6 x 6: a real resize, from the saved 2 x 6 x 6
+    load_weights(bigger, str(tmp_path / "best.pt"))
+    per_frame = bigger.pos_embed[0, 1:].reshape(4, 36, -1)
+    src = quick.pos_embed[0, 1:].reshape(2, 36, -1)
+    expected = torch.stack([src[0], 0.75 * src[0] + 0.25 * src[1], 0.25 * src[0] + 0.75 * src[1], src[1]])  # linear, 2 -> 4
+    torch.testing.assert_close(per_frame, expected)
+    assert target(x).shape == (2,)
+    with pytest.raises(ValueError, match=f"{tmp_path / 'best.pt'}: holds no teacher weights"):
+        load_weights(VideoViT(tiny()), str(tmp_path / "best.pt"), which="teacher")
+    project_checkpoint(tmp_path / "partial.pt", quick, student_partial=True)
+    with pytest.raises(ValueError, match="only the trainable part"):
+        load_weights(VideoViT(tiny()), str(tmp_path / "partial.pt"))
+
+
+def test_load_weights_names_the_file_and_what_does_not_fit(tmp_path):
+    sd = VideoViT(tiny()).state_dict()
+    del sd["blocks.1.mlp.fc2.bias"]
+    torch.save({"module": sd}, tmp_path / "odd.pth")
+    with pytest.raises(ValueError, match=r"odd.pth: state dict does not fit (.|\n)*missing: blocks.1.mlp.fc2.bias"):
+        load_weights(VideoViT(tiny()), str(tmp_path / "odd.pth"))
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="junk.pth: not a torch checkpoint"):
+        load_weights(VideoViT(tiny()), str(tmp_path / "junk.pth"))
+    with pytest.raises(ValueError, match="gone.pth: cannot be read as a torch checkpoint"):
+        load_weights(VideoViT(tiny()), str(tmp_path / "gone.pth"))
+    conv = ConvVQA()
+    torch.save(dict(student={"stem.0.weight": torch.zeros(1)}, student_config=None, teacher=None, config={}),
+               tmp_path / "conv.pt")
+    with pytest.raises(ValueError, match="conv.pt"):
+        load_weights(conv, str(tmp_path / "conv.pt"))
+
+
+def test_config_of_an_official_file_by_width_and_depth():
+    with torch.device("meta"):
+        sd = {f"module.backbone.{k}": v for k, v in VideoViT(CONFIGS["base"]).state_dict().items()}
+    cfg = config_of(sd, num_frames=4)
+    assert (cfg.embed_dim, cfg.depth, cfg.num_frames) == (768, 12, 4)
+    with pytest.raises(ValueError, match="not an InternVideo2 vision encoder"):
+        config_of({"foo": torch.zeros(1)})

@@ -252,7 +252,7 @@ def test_official_files_as_teacher_and_student(toy, tmp_path):
                        "--student", "small", "--teacher", "small",
                        "--teacher-ckpt", str(tmp_path / "1B_like.pt"), "--student-ckpt", str(tmp_path / "S14_ft_k710_f8.pth")])
     assert proc.stdout.count("left at init (trained from scratch): head.weight, head.bias") == 2
-    assert "resized pos_embed (1, 2049, 384) -> (1, 9, 384)" in proc.stdout and "dropped 1 keys" in proc.stdout
+    assert "resized pos_embed (1, 2049, 384) on a 8 x 16 x 16 grid -> (1, 9, 384)" in proc.stdout and "dropped 1 keys" in proc.stdout
     ckpt = torch.load(out / "last.pt", weights_only=True)
     with open(toy + "/toy.csv") as f:
         mos = [float(r["mos"]) for r in csv.DictReader(f) if r["split"] == "train"]
@@ -342,3 +342,29 @@ def test_compare_runs_teacher_first_and_reuses_finished_runs(toy, trained, tmp_p
     second = run(args, script="compare.py")
     assert not [line for line in second.stdout.splitlines() if line.startswith("[")]  # nothing ran again
     assert second.stdout.splitlines()[:6] == first.stdout.splitlines()[4:10]
+
+
+def test_predict_loads_official_files_through_the_one_loading_path(trained, tmp_path):
+    out, _ = trained
+    with open(os.path.join(out, "predictions.csv")) as f:
+        video = next(csv.DictReader(f))["path"]
+    regressor = VideoViT(CONFIGS["tiny"]).state_dict()  # 8 x 224, a 1-output head
+    torch.save({"module": {f"backbone.{k}": v for k, v in regressor.items()}}, tmp_path / "reg.pth")
+    proc = run(["--ckpt", str(tmp_path / "reg.pth"), "--frames", "2", "--size", "28", video], script="predict.py")
+    assert proc.stdout.splitlines()[1].startswith(f"{video},")
+    torch.save(VideoViT(replace(CONFIGS["tiny"], num_outputs=710)).state_dict(), tmp_path / "k710.pth")
+    proc = run(["--ckpt", str(tmp_path / "k710.pth"), video], script="predict.py", check=False)
+    assert proc.returncode == 1 and "backbone, not a quality model" in proc.stderr
+    del regressor["blocks.1.norm2.weight"]
+    torch.save(regressor, tmp_path / "broken.pth")
+    proc = run(["--ckpt", str(tmp_path / "broken.pth"), video], script="predict.py", check=False)
+    assert proc.returncode == 1 and "missing: blocks.1.norm2.weight" in proc.stderr and "broken.pth" in proc.stderr
+
+
+def test_paper_profile_runs_the_frozen_teacher_in_bf16_on_a_gpu_only():
+    import train
+    paper = ["--data", "csv", "--labels", "x.csv", "--split", "random"]
+    assert train.parse_args(paper + ["--device", "cuda"])[0].teacher_dtype == "bf16"
+    assert train.parse_args(paper + ["--device", "cpu"])[0].teacher_dtype == "fp32"
+    assert train.parse_args(paper + ["--device", "cpu", "--teacher-dtype", "bf16"])[0].teacher_dtype == "bf16"
+    assert train.parse_args(["--device", "cuda"])[0].teacher_dtype == "fp32"  # the quick profile
