@@ -368,3 +368,24 @@ def test_paper_profile_runs_the_frozen_teacher_in_bf16_on_a_gpu_only():
     assert train.parse_args(paper + ["--device", "cpu"])[0].teacher_dtype == "fp32"
     assert train.parse_args(paper + ["--device", "cpu", "--teacher-dtype", "bf16"])[0].teacher_dtype == "bf16"
     assert train.parse_args(["--device", "cuda"])[0].teacher_dtype == "fp32"  # the quick profile
+
+
+def test_toy_sources_make_a_training_set_of_your_own_videos(tmp_path):
+    import imageio_ffmpeg
+    sources = tmp_path / "mine"
+    sources.mkdir()
+    for i, graph in enumerate(["testsrc2=s=128x96", "mandelbrot=s=128x96", "life=s=128x96:seed=3", "rgbtestsrc=s=96x128"]):
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-f", "lavfi", "-i", f"{graph}:r=24",
+                        "-frames:v", "20", "-pix_fmt", "yuv420p", str(sources / f"clip{i}.mp4")], check=True, timeout=60)
+    out = tmp_path / "out"
+    proc = run(TINY + ["--toy-sources", str(sources), "--data-root", str(tmp_path / "set"), "--out", str(out),
+                       "--max-steps", "1"], timeout=300)
+    assert "split=random" in proc.stdout.splitlines()[0]
+    with open(tmp_path / "set" / "toy.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["source"] for r in rows} == {f"clip{i}" for i in range(4)}
+    with open(out / "predictions.csv") as f:  # one whole content held out: its 5 codecs x 4 levels
+        scored = {p["path"] for p in csv.DictReader(f)}
+    held_out = [r["source"] for r in rows if os.path.join(str(tmp_path / "set"), r["path"]) in scored]
+    assert len(held_out) == len(scored) == 20 and len(set(held_out)) == 1
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 1
