@@ -139,6 +139,40 @@ def parse_args(argv=None):
     return args, ("quick (toy set, CPU-sized)" if profile is QUICK else "paper")
 
 
+def read_items(args, log, ddp, master):
+    """(train items, test items) of the chosen data: labels read, videos listed, split by content."""
+    if args.data == "toy":
+        name = os.path.basename(os.path.normpath(args.toy_sources)) if args.toy_sources else None
+        root = args.data_root or os.path.join("data", f"toy-{name}" if name else
+                                              "toy" if args.toy_variant == "default" else "toy-tiny")
+        t0 = time.time()
+        if ddp and not master:
+            dist.barrier()  # the master builds it (once); the others then find it cached
+        kind = dict(sources=args.toy_sources) if args.toy_sources else dict(tiny=args.toy_variant == "tiny")
+        labels = toy.make_toy_dataset(root, log=log, **kind)
+        if ddp and master:
+            dist.barrier()
+        log(f"toy set: {labels} ({time.time() - t0:.0f}s; labels are VMAF against the source, not human opinion)")
+        items = datasets.load_csv(labels)
+    elif args.data == "csv":
+        items = datasets.load_csv(args.labels)
+    elif args.data == "waterloo4k":
+        items = datasets.waterloo4k_index(args.data_root, args.labels)
+    else:
+        items = datasets.bvihd_index(args.data_root, args.labels, fps=args.yuv_fps, bit_depth=args.yuv_bit_depth)
+    if args.split == "official":
+        train_items, test_items = datasets.official_split(items, args.data)
+    else:
+        train_items, test_items = datasets.split_by_source(items, args.test_fraction, args.split_seed)
+    if args.test_labels:
+        seen = {it["source"] for it in train_items}
+        test_items = [it for it in datasets.load_csv(args.test_labels) if it["source"] not in seen]
+    if len(test_items) < 4 or not train_items:
+        raise ValueError(f"the split leaves {len(train_items)} train and {len(test_items)} test videos: metrics "
+                         f"need at least 4 test videos (more sources, or another --test-fraction)")
+    return train_items, test_items
+
+
 def leave_signals_to_main(_):
     """DataLoader workers ignore Ctrl-C and SIGTERM (a terminal or a scheduler sends them to every
     process): the main process finishes its step and saves, and then stops the workers itself."""
@@ -176,48 +210,23 @@ def main(argv=None):
     # -------------------------------------------------------------------------------------------
     # Data
 
-    if args.data == "toy":
-        name = os.path.basename(os.path.normpath(args.toy_sources)) if args.toy_sources else None
-        root = args.data_root or os.path.join("data", f"toy-{name}" if name else
-                                              "toy" if args.toy_variant == "default" else "toy-tiny")
-        t0 = time.time()
-        if ddp and not master:
-            dist.barrier()  # the master builds it (once); the others then find it cached
-        kind = dict(sources=args.toy_sources) if args.toy_sources else dict(tiny=args.toy_variant == "tiny")
-        labels = toy.make_toy_dataset(root, log=log, **kind)
-        if ddp and master:
-            dist.barrier()
-        log(f"toy set: {labels} ({time.time() - t0:.0f}s; labels are VMAF against the source, not human opinion)")
-        items = datasets.load_csv(labels)
-    elif args.data == "csv":
-        items = datasets.load_csv(args.labels)
-    elif args.data == "waterloo4k":
-        items = datasets.waterloo4k_index(args.data_root, args.labels)
-    else:
-        items = datasets.bvihd_index(args.data_root, args.labels, fps=args.yuv_fps, bit_depth=args.yuv_bit_depth)
-    if args.split == "official":
-        train_items, test_items = datasets.official_split(items, args.data)
-    else:
-        train_items, test_items = datasets.split_by_source(items, args.test_fraction, args.split_seed)
-    if args.test_labels:
-        seen = {it["source"] for it in train_items}
-        test_items = [it for it in datasets.load_csv(args.test_labels) if it["source"] not in seen]
-    if len(test_items) < 4 or not train_items:
-        sys.exit(f"the split leaves {len(train_items)} train and {len(test_items)} test videos: metrics need at "
-                 f"least 4 test videos (more sources, or another --test-fraction)")
-    lo, hi = datasets.label_range(args.data, train_items)
-    n_src = lambda its: len({it["source"] for it in its})
-    log(f"data: {args.data}, {len(train_items)} train videos ({n_src(train_items)} sources), "
-        f"{len(test_items)} test videos ({n_src(test_items)} sources), labels {lo:g}..{hi:g} -> targets 0..1")
-    geometry = dict(frames=args.frames, size=args.size, stride=args.stride, label_range=(lo, hi),
-                    fragments=args.fragments, resize=args.resize, cache=args.cache)
-    train_set = data.VideoDataset(train_items, train=True, seed=args.seed, check=True, **geometry)
-    test_set = data.VideoDataset(test_items, train=False, clips=args.test_clips, check=True, **geometry)
+    try:  # a bad label file, video or split is one message naming the file, not a traceback
+        train_items, test_items = read_items(args, log, ddp, master)
+        lo, hi = datasets.label_range(args.data, train_items)
+        n_src = lambda its: len({it["source"] for it in its})
+        log(f"data: {args.data}, {len(train_items)} train videos ({n_src(train_items)} sources), "
+            f"{len(test_items)} test videos ({n_src(test_items)} sources), labels {lo:g}..{hi:g} -> targets 0..1")
+        geometry = dict(frames=args.frames, size=args.size, stride=args.stride, label_range=(lo, hi),
+                        fragments=args.fragments, resize=args.resize, cache=args.cache)
+        train_set = data.VideoDataset(train_items, train=True, seed=args.seed, check=True, **geometry)
+        test_set = data.VideoDataset(test_items, train=False, clips=args.test_clips, check=True, **geometry)
+    except (OSError, ValueError, RuntimeError) as e:  # RuntimeError: the toy build's (ffmpeg) errors
+        sys.exit(f"train.py: {e}")
     if args.cache:
         per_frame, total = train_set.cache_cost()
         per_frame_t, total_t = test_set.cache_cost()
         log(f"cache: {args.cache}, up to {max(per_frame, per_frame_t) / 1e3:.0f} kB a frame, about "
-            f"{(total + total_t) / 1e9:.1f} GB for the {len(items)} videos (written on first read)")
+            f"{(total + total_t) / 1e9:.1f} GB for the {len(train_items) + len(test_items)} videos (written on first read)")
     baseline = metrics.baseline_metrics(train_items, test_items)  # what the settings alone predict
 
     # -------------------------------------------------------------------------------------------

@@ -389,3 +389,20 @@ def test_toy_sources_make_a_training_set_of_your_own_videos(tmp_path):
     held_out = [r["source"] for r in rows if os.path.join(str(tmp_path / "set"), r["path"]) in scored]
     assert len(held_out) == len(scored) == 20 and len(set(held_out)) == 1
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 1
+
+
+def test_bad_label_files_and_videos_are_errors_naming_the_file(tmp_path):
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
+    (tmp_path / "list.csv").write_text("path,mos,source\nbroken.mp4,50,a\ngone.mp4,40,b\n")
+    proc = run(["--data", "csv", "--labels", str(tmp_path / "list.csv"), "--split", "random", "--out", str(tmp_path)],
+               check=False, timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("train.py: ") and "list.csv, line 3" in proc.stderr and "gone.mp4" in proc.stderr
+    (tmp_path / "list.csv").write_text("path,mos,source\n" + "".join(f"broken.mp4,{i},s{i}\n" for i in range(1)) +
+                                       "".join(f"x{i}.mp4,{i},s{i}\n" for i in range(1, 9)))
+    for i in range(1, 9):
+        (tmp_path / f"x{i}.mp4").write_bytes(b"")
+    proc = run(["--data", "csv", "--labels", str(tmp_path / "list.csv"), "--split", "random", "--test-fraction", "0.5",
+                "--out", str(tmp_path)], check=False, timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "cannot be read" in proc.stderr
+    assert "broken.mp4" in proc.stderr and "x1.mp4: empty file" in proc.stderr
