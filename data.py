@@ -381,7 +381,7 @@ def cached_frames(path, cache, short_side, info=None, **yuv):
     folder and never read a half-written entry. Building holds the frames in memory twice."""
     path, stat = str(path), os.stat(path)
     raw = _yuv_format(path, **yuv)[:3] if _is_yuv(path) else None  # width, height, bit depth
-    key = repr((os.path.abspath(path), stat.st_size, stat.st_mtime_ns, int(short_side), raw))
+    key = repr((os.path.abspath(path), stat.st_size, stat.st_mtime_ns, int(short_side), raw, SWS))
     name = os.path.splitext(os.path.basename(path))[0]
     entry = os.path.join(cache, f"{name}.{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy")
     if not os.path.exists(entry):
@@ -392,6 +392,7 @@ def cached_frames(path, cache, short_side, info=None, **yuv):
         try:
             with os.fdopen(fd, "wb") as f:
                 np.save(f, frames)
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; a shared cache folder needs it readable
             os.replace(tmp, entry)
         except BaseException:
             os.remove(tmp)

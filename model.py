@@ -305,8 +305,10 @@ class VideoViT(nn.Module):
         return self.pool(self.run_blocks(self.embed(x), self.blocks))
 
     def forward_head(self, feat):
-        """(B, pool_dim) -> (B,) score (or (B, num_outputs) for a classifier head)."""
-        out = self.head(self.fc_dropout(feat))
+        """(B, pool_dim) -> (B,) score (or (B, num_outputs) for a classifier head). In float32 even under
+        autocast: bf16 keeps 8 bits of a score near 0.5, and a fresh head's spread is far below its step."""
+        with torch.autocast(feat.device.type, enabled=False):
+            out = self.head(self.fc_dropout(feat.float()))
         return out.squeeze(-1) if out.shape[-1] == 1 else out
 
     def forward(self, x):
@@ -361,7 +363,8 @@ class ConvVQA(nn.Module):
         return self.fc_norm(self.proj(x.mean(dim=(2, 3, 4))))  # (B, feature_dim)
 
     def forward_head(self, feat):
-        return self.head(feat).squeeze(-1)
+        with torch.autocast(feat.device.type, enabled=False):  # float32 scores, as VideoViT's
+            return self.head(feat.float()).squeeze(-1)
 
     def forward(self, x):
         return self.forward_head(self.forward_features(x))
@@ -428,22 +431,22 @@ def remap_state_dict(sd):
 
 def checkpoint_grid(n_tokens, saved_grid=None, frames=None):
     """The (T, h, w) patch grid of a position table with `n_tokens` rows (cls included), never guessed:
-    the grid a checkpoint of this project saved (its config), else `frames` when given, else the
-    official files' 16 x 16 per frame (224 px, patch 14). A count with several readings is an
-    error that lists them."""
+    the grid a checkpoint of this project saved (its config), else the official files' 16 x 16 per
+    frame (224 px, patch 14) when the count allows it, else `frames` when given. A count with
+    several readings is an error that lists them."""
     n = n_tokens - 1
     if saved_grid is not None:
         if math.prod(saved_grid) != n:
             raise ValueError(f"pos_embed has {n} patch rows, but the saved geometry {tuple(saved_grid)} needs "
                              f"{math.prod(saved_grid)}")
         return tuple(saved_grid)
+    if n % 256 == 0:
+        return n // 256, 16, 16
     if frames:
         side = math.isqrt(n // frames)
         if frames * side * side != n:
             raise ValueError(f"a pos_embed of {n} patch rows is not {frames} frames of a square grid")
         return frames, side, side
-    if n % 256 == 0:
-        return n // 256, 16, 16
     readings = [f"{n // (s * s)} x {s} x {s}" for s in range(2, math.isqrt(n) + 1) if n % (s * s) == 0]
     raise ValueError(f"a pos_embed of {n_tokens} tokens is not the official 16 x 16 per frame, and the file "
                      f"carries no geometry; it reads as {' or '.join(readings) or 'no square grid'} (frames x h x w): "

@@ -201,8 +201,9 @@ def main(argv=None):
     torch.manual_seed(args.seed)  # model init: every process builds the same weights
     amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     batch_total = args.batch_size * args.grad_accum * world
-    lr_note = "" if args.lr else f" (1e-3 x {args.batch_size} x {args.grad_accum} x {world} / 256)"
-    args.lr = args.lr or 1e-3 * batch_total / 256  # the authors' rule, on the effective batch
+    lr_note = "" if args.lr is not None else f" (1e-3 x {args.batch_size} x {args.grad_accum} x {world} / 256)"
+    if args.lr is None:
+        args.lr = 1e-3 * batch_total / 256  # the authors' rule, on the effective batch
     log(f"profile: {profile_name}; " + " ".join(f"{k}={getattr(args, k)}" for k in QUICK) + lr_note +
         f" clip_grad={args.clip_grad} effective_batch={batch_total}")
     log(f"device {device} x{world}, dtype {args.dtype}, torch {torch.__version__}, {torch.get_num_threads()} threads")
@@ -289,10 +290,15 @@ def main(argv=None):
         train_model = torch.nn.parallel.DistributedDataParallel(
             train_model, device_ids=[device] if device.type == "cuda" else None, find_unused_parameters=unused)
 
+    torch.manual_seed(args.seed + 1000 * rank)  # training randomness (drop-path) differs between processes
+
     # -------------------------------------------------------------------------------------------
     # Optimizer and schedule
 
-    steps_per_epoch = max(1, len(train_set) // batch_total)
+    steps_per_epoch = len(train_set) // batch_total
+    if not steps_per_epoch:
+        sys.exit(f"train.py: {len(train_set)} training videos do not fill one optimizer step of {batch_total} clips "
+                 f"(batch size x grad-accum x processes): lower --batch-size or --grad-accum")
     total_steps = args.epochs * steps_per_epoch
     warmup_steps = int(args.warmup * steps_per_epoch)
     parts = [m for m in (student, teacher, model.align) if m is not None]
@@ -310,7 +316,8 @@ def main(argv=None):
     # -------------------------------------------------------------------------------------------
     # Checkpoints: plain dicts, written atomically (a temporary file, then a rename), by rank 0.
 
-    partial_teacher = teacher is not None and bool(args.teacher_ckpt)
+    partial_teacher = (teacher is not None and bool(args.teacher_ckpt)  # the file holds what stays frozen
+                       and any(not q.requires_grad for q in teacher.parameters()))
 
     def saved_state(m):
         """A teacher loaded from a file is saved by its trainable part (the rest is in that file)."""
@@ -320,8 +327,16 @@ def main(argv=None):
             sd = {k: v for k, v in sd.items() if k in names}
         return sd
 
-    def save(name, step, best, history):
-        """Every process calls it: the replicas are checked equal first (DDP must keep them so)."""
+    def rng_state():
+        return dict(torch=torch.get_rng_state(), cuda=torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+
+    def save(name, step, best, history, rng=None):
+        """Every process calls it: the replicas are checked equal first (DDP must keep them so), and
+        every process's RNG state is kept (rng: this one's, taken earlier)."""
+        rngs = [rng or rng_state()]
+        if ddp:
+            rngs = [None] * world
+            dist.all_gather_object(rngs, rng or rng_state())
         if ddp:
             mine = torch.stack([q.detach().double().sum() for q in model.parameters()])
             every = [torch.empty_like(mine) for _ in range(world)]
@@ -336,7 +351,7 @@ def main(argv=None):
                         step=step, best=best, history=history, config=vars(args), label_range=(lo, hi),
                         student_config=asdict(student.cfg) if isinstance(student, VideoViT) else None,
                         teacher_config=asdict(teacher.cfg) if teacher is not None else None,
-                        rng=dict(torch=torch.get_rng_state(), cuda=torch.cuda.get_rng_state_all()))
+                        rng=rngs, world=world)
             path = os.path.join(args.out, name)
             torch.save(ckpt, f"{path}.tmp{os.getpid()}")
             os.replace(f"{path}.tmp{os.getpid()}", path)
@@ -353,7 +368,8 @@ def main(argv=None):
 
     RESUME_SAME = ("student", "teacher", "teacher_ckpt", "student_ckpt", "data", "data_root", "labels", "split",
                    "split_seed", "frames", "size", "stride", "resize", "epochs", "batch_size", "grad_accum", "lr",
-                   "seed", "w_teacher", "w_student", "w_align", "teacher_trainable", "align_to_teacher", "toy_sources")
+                   "seed", "w_teacher", "w_student", "w_align", "teacher_trainable", "align_to_teacher", "toy_sources",
+                   "fragments", "weight_decay", "layer_decay")
     os.makedirs(args.out, exist_ok=True)
     step, best, history = 0, None, []
     if args.resume:
@@ -363,6 +379,8 @@ def main(argv=None):
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         changed = [f"--{k.replace('_', '-')} {ckpt['config'].get(k)} -> {getattr(args, k)}" for k in RESUME_SAME
                    if ckpt["config"].get(k) != getattr(args, k)]
+        if ckpt.get("world", 1) != world:
+            changed.append(f"processes {ckpt.get('world', 1)} -> {world}")
         if changed:
             sys.exit(f"--resume with other settings than the saved run would not continue it: {', '.join(changed)}")
         for m, who in ((student, "student"), (teacher, "teacher"), (model.align, "align")):
@@ -372,9 +390,10 @@ def main(argv=None):
         sched.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
         step, best, history = ckpt["step"], ckpt["best"], ckpt["history"]
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if torch.cuda.is_available() and ckpt["rng"]["cuda"]:
-            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        rng = ckpt["rng"][rank]
+        torch.set_rng_state(rng["torch"])
+        if device.type == "cuda" and rng["cuda"] is not None:
+            torch.cuda.set_rng_state(rng["cuda"], device)
         log(f"resumed from {path} at step {step}/{total_steps}")
 
     # -------------------------------------------------------------------------------------------
@@ -416,8 +435,13 @@ def main(argv=None):
         for col, name in ((1, "teacher"), (2, "student")):
             if rows and rows[0][col] is not None:
                 pred = [r[col] for r in rows]
-                result[name] = metrics.evaluate(pred, mos)
-                result[name]["within"] = metrics.within_source_srcc(pred, mos, sources)
+                if all(map(math.isfinite, pred)):
+                    result[name] = metrics.evaluate(pred, mos)
+                    result[name]["within"] = metrics.within_source_srcc(pred, mos, sources)
+                else:  # weights gone non-finite: reported as NaN (never best); the next step's loss stops the run
+                    nan = math.nan
+                    result[name] = dict(srcc=nan, krcc=nan, plcc=nan, rmse=nan, plcc_raw=nan, n=len(pred),
+                                        fit="none: non-finite predictions", within=dict(srcc=nan, n_sources=0))
         model.train()
         return result, rows
 
@@ -439,8 +463,9 @@ def main(argv=None):
             for i, t, s in rows:  # 9 digits: metrics recomputed from this file equal the logged ones
                 w.writerow([test_items[i]["path"], test_items[i]["mos"], *("" if v is None else f"{v:.9g}" for v in (t, s))])
         os.replace(os.path.join(args.out, "predictions.csv.tmp"), os.path.join(args.out, "predictions.csv"))
-        preds = {k: [r[c] for r in rows] for c, k in ((1, "teacher"), (2, "student")) if k in result}
-        if not metrics.scatter_plot(os.path.join(args.out, "scatter.png"), [test_items[i]["mos"] for i, *_ in rows],
+        preds = {k: [r[c] for r in rows] for c, k in ((1, "teacher"), (2, "student"))
+                 if k in result and all(math.isfinite(r[c]) for r in rows)}
+        if preds and not metrics.scatter_plot(os.path.join(args.out, "scatter.png"), [test_items[i]["mos"] for i, *_ in rows],
                                     preds, title=header) and not history:
             log("  (pip install matplotlib to get out/scatter.png, predicted score against MOS)")
 
@@ -491,6 +516,8 @@ def main(argv=None):
             waited += time.time() - t_ready  # the loop stood still for data
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             last_micro = (i + 1) % args.grad_accum == 0
+            if i % args.grad_accum == 0:
+                step_rng = rng_state()  # a stop inside this step saves the RNG as the step found it
             with train_model.no_sync() if ddp and not last_micro else torch.enable_grad():
                 with autocast():
                     out = train_model(x, y)
@@ -532,6 +559,9 @@ def main(argv=None):
             result, rows = evaluate()
             publish(result, rows, f"eval after epoch {epoch + 1} ({len(rows)} test videos x {args.test_clips} clips, "
                                   f"{time.time() - t_eval:.0f}s)")
+            if not all(math.isfinite(v) for r in rows for v in r[1:] if v is not None):
+                stop = 3  # the weights went non-finite: save nothing (every process sees the same rows)
+                break
             history.append(dict(step=step, **result))
             score = result.get(key, {}).get("srcc", math.nan)
             if math.isfinite(score) and (best is None or score > best[key]["srcc"]):  # a NaN never becomes best
@@ -540,11 +570,11 @@ def main(argv=None):
         save("last.pt", step, best, history)
 
     if stop == 3:
-        log(f"STOP: the loss is not finite at step {step + 1} (lr {sched.get_last_lr()[0]:.2e}). Nothing was saved "
-            f"after the last good checkpoint {args.out}/last.pt; lower --lr or try --dtype fp32.")
+        log(f"STOP: the loss or the predictions are not finite at step {step + 1} (lr {sched.get_last_lr()[0]:.2e}). "
+            f"Nothing was saved after the last good checkpoint {args.out}/last.pt; lower --lr or try --dtype fp32.")
         return 1
     if stop:
-        save("last.pt", step, best, history)
+        save("last.pt", step, best, history, rng=step_rng)
         log(f"{STOPS[stop]}: saved {args.out}/last.pt at step {step}; continue with --resume")
         return 130 if stop == 2 else 143
     log(f"done in {(time.time() - t_start) / 60:.1f} min")

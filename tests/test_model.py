@@ -366,3 +366,18 @@ def test_config_of_an_official_file_by_width_and_depth():
     assert (cfg.embed_dim, cfg.depth, cfg.num_frames) == (768, 12, 4)
     with pytest.raises(ValueError, match="not an InternVideo2 vision encoder"):
         config_of({"foo": torch.zeros(1)})
+
+
+def test_scores_stay_float32_under_bf16_autocast():
+    """A fresh head's spread (~1e-3) is below bf16's step near 0.6 (~4e-3): bf16 scores would all tie."""
+    model = VideoViT(tiny()).eval()
+    with torch.no_grad():
+        model.head.bias.fill_(0.6)
+    x = clip(model.cfg, batch=8)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        scores = model(x)
+    assert scores.dtype == torch.float32 and len(set(scores.tolist())) == 8
+
+
+def test_the_official_reading_comes_before_a_frame_count():
+    assert checkpoint_grid(2049, frames=2) == (8, 16, 16)  # an official 8-frame table is never 2 x 32 x 32

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import metrics
-from model import CONFIGS, VideoViT
+from model import CONFIGS, VideoViT, load_weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--student", "tiny", "--teacher", "tiny", "--toy-variant", "tiny", "--frames", "2", "--size", "28",
@@ -191,13 +191,14 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(toy, trained, tmp_pat
     run(TINY + ["--data-root", toy, "--out", str(out), "--max-steps", "1"])
     before = (out / "last.pt").read_bytes()
     proc = run(TINY + ["--data-root", toy, "--out", str(out), "--lr", "1e30", "--epochs", "50"], check=False)
-    assert proc.returncode == 1 and "STOP: the loss is" in proc.stdout
+    assert proc.returncode == 1 and "STOP: the loss or the predictions are not finite" in proc.stdout
     assert (out / "last.pt").read_bytes() == before
 
 
 def test_sigterm_saves_and_resume_finishes(toy, tmp_path):
     out = tmp_path / "out"
-    args = TINY + ["--data-root", toy, "--out", str(out), "--epochs", "200"]
+    common = TINY + ["--data-root", toy, "--epochs", "200", "--drop-path", "0.3"]  # drop-path: RNG in every step
+    args = common + ["--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "train.py"] + args, cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env)
     for line in proc.stdout:
@@ -209,8 +210,11 @@ def test_sigterm_saves_and_resume_finishes(toy, tmp_path):
     assert "SIGTERM: saved" in rest
     step = torch.load(out / "last.pt", weights_only=True)["step"]
     assert step >= 3
-    proc = run(args + ["--resume", "--max-steps", str(step + 1)])
+    proc = run(args + ["--resume", "--max-steps", str(step + 2)])
     assert f"resumed from {out}/last.pt at step {step}" in proc.stdout
+    run(common + ["--out", str(tmp_path / "straight"), "--max-steps", str(step + 2)])  # never stopped
+    a, b = state(out / "last.pt"), state(tmp_path / "straight" / "last.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the stopped step's forward left no trace in the RNG
 
 
 def test_resume_across_an_epoch_with_grad_accum(toy, tmp_path):
@@ -261,6 +265,11 @@ def test_official_files_as_teacher_and_student(toy, tmp_path):
         assert abs(got["head.bias"].item() - sum(mos) / len(mos) / 100) < 1e-6  # a fresh head starts at the mean
         torch.testing.assert_close(got["blocks.11.attn.qkv.weight"], original["blocks.11.attn.qkv.weight"])
     assert ckpt["teacher_partial"] and "blocks.0.attn.qkv.weight" not in ckpt["teacher"]
+    alone = tmp_path / "alone"  # a teacher trained whole from the file is saved whole, and loads again
+    run(TINY + ["--data-root", toy, "--out", str(alone), "--max-steps", "1", "--student", "none", "--teacher", "small",
+                "--teacher-ckpt", str(tmp_path / "1B_like.pt")])
+    assert not torch.load(alone / "last.pt", weights_only=True)["teacher_partial"]
+    load_weights(VideoViT(replace(CONFIGS["small"], num_frames=2, img_size=28)), str(alone / "last.pt"), "teacher")
 
 
 def test_missing_dataset_flags_are_one_line_errors(tmp_path):
@@ -406,3 +415,17 @@ def test_bad_label_files_and_videos_are_errors_naming_the_file(tmp_path):
                 "--out", str(tmp_path)], check=False, timeout=60)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and "cannot be read" in proc.stderr
     assert "broken.mp4" in proc.stderr and "x1.mp4: empty file" in proc.stderr
+
+
+def test_weights_gone_non_finite_stop_before_anything_is_saved(toy, tmp_path):
+    out = tmp_path / "out"  # one step an epoch; lr 1e30 makes the weights overflow at the first step
+    proc = run(TINY + ["--data-root", toy, "--out", str(out), "--batch-size", "24", "--lr", "1e30", "--epochs", "3"],
+               check=False)
+    assert proc.returncode == 1 and "STOP: the loss or the predictions are not finite" in proc.stdout, proc.stderr
+    assert not (out / "last.pt").exists() and not (out / "best.pt").exists()
+
+
+def test_a_batch_larger_than_the_training_set_is_an_error(toy, tmp_path):
+    proc = run(TINY + ["--data-root", toy, "--out", str(tmp_path), "--batch-size", "8", "--grad-accum", "4"],
+               check=False, timeout=120)
+    assert proc.returncode == 1 and "24 training videos do not fill one optimizer step of 32 clips" in proc.stderr
