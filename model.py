@@ -305,10 +305,11 @@ class VideoViT(nn.Module):
         return self.pool(self.run_blocks(self.embed(x), self.blocks))
 
     def forward_head(self, feat):
-        """(B, pool_dim) -> (B,) score (or (B, num_outputs) for a classifier head). In float32 even under
-        autocast: bf16 keeps 8 bits of a score near 0.5, and a fresh head's spread is far below its step."""
+        """(B, pool_dim) -> (B,) score (or (B, num_outputs) for a classifier head). In the head's own dtype
+        (float32) even under autocast: bf16 keeps 8 bits of a score near 0.5, far coarser than a fresh
+        head's spread, so every score would tie."""
         with torch.autocast(feat.device.type, enabled=False):
-            out = self.head(self.fc_dropout(feat.float()))
+            out = self.head(self.fc_dropout(feat.to(self.head.weight.dtype)))
         return out.squeeze(-1) if out.shape[-1] == 1 else out
 
     def forward(self, x):
@@ -364,7 +365,7 @@ class ConvVQA(nn.Module):
 
     def forward_head(self, feat):
         with torch.autocast(feat.device.type, enabled=False):  # float32 scores, as VideoViT's
-            return self.head(feat.float()).squeeze(-1)
+            return self.head(feat.to(self.head.weight.dtype)).squeeze(-1)
 
     def forward(self, x):
         return self.forward_head(self.forward_features(x))
