@@ -228,6 +228,10 @@ def main(argv=None):
         per_frame_t, total_t = test_set.cache_cost()
         log(f"cache: {args.cache}, up to {max(per_frame, per_frame_t) / 1e3:.0f} kB a frame, about "
             f"{(total + total_t) / 1e9:.1f} GB for the {len(train_items) + len(test_items)} videos (written on first read)")
+    steps_per_epoch = len(train_set) // batch_total
+    if not steps_per_epoch:
+        sys.exit(f"train.py: {len(train_set)} training videos do not fill one optimizer step of {batch_total} clips "
+                 f"(batch size x grad-accum x processes): lower --batch-size or --grad-accum")
     baseline = metrics.baseline_metrics(train_items, test_items)  # what the settings alone predict
 
     # -------------------------------------------------------------------------------------------
@@ -295,10 +299,6 @@ def main(argv=None):
     # -------------------------------------------------------------------------------------------
     # Optimizer and schedule
 
-    steps_per_epoch = len(train_set) // batch_total
-    if not steps_per_epoch:
-        sys.exit(f"train.py: {len(train_set)} training videos do not fill one optimizer step of {batch_total} clips "
-                 f"(batch size x grad-accum x processes): lower --batch-size or --grad-accum")
     total_steps = args.epochs * steps_per_epoch
     warmup_steps = int(args.warmup * steps_per_epoch)
     parts = [m for m in (student, teacher, model.align) if m is not None]
