@@ -34,7 +34,7 @@ the ffmpeg has every encoder and filter it needs, happens in a temporary folder 
 and is renamed into place only when complete, with a marker holding a hash of the build
 parameters (and of each own source's path, size and modification time).
 
-Needs the ffmpeg bundled with imageio-ffmpeg and data.py (its ffmpeg runner and clip reader).
+Needs numpy, the ffmpeg bundled with imageio-ffmpeg and video.py (its clip reader).
 """
 import csv
 import hashlib
@@ -48,7 +48,9 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from data import FFMPEG, probe, read_clip, run_ffmpeg
+import numpy as np
+
+from video import FFMPEG, YUV_KEYS, probe, read_clip, resize
 
 TOY_SIZE, TOY_FPS, TOY_FRAMES = (176, 144), 24, 16  # multiples of 16 (every encoder takes them), > 112 crops
 
@@ -133,12 +135,23 @@ REF_CHAIN = "scale={w}:{h},format=yuv420p,setsar=1,fps={fps}"  # every reference
 SYNC = "format=yuv420p,settb=1/{fps},setpts=N"  # before VMAF: frames paired by index
 VIDEO_EXTS = {".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".ts", ".m2ts", ".mts", ".mpg", ".mpeg",
               ".flv", ".wmv", ".3gp", ".y4m", ".yuv", ".264", ".h264", ".265", ".hevc", ".ivf"}
-YUV_ARGS = ("width", "height", "bit_depth", "fps")  # what a dict source may add to its path
 PROGRESS_EVERY = 10  # seconds between progress lines
 
 
 # -----------------------------------------------------------------------------
-# checking the ffmpeg
+# running and checking the ffmpeg
+
+
+def run_ffmpeg(args, cwd=None, timeout=600):
+    """Run the bundled ffmpeg quietly on `args` (no stdin, errors only, overwrite); returns
+    (ok, what went wrong). A failed encode can still exit 0: callers check their outputs."""
+    cmd = [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args]
+    env = dict(os.environ, SVT_LOG="1")  # SVT-AV1 prints its banner to stderr otherwise
+    try:
+        r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False, f"ffmpeg did not finish within {timeout} s (killed)"
+    return r.returncode == 0, f"exit code {r.returncode}; stderr ends:\n{r.stderr[-1500:]}"
 
 
 def _filters_in(graph):
@@ -262,9 +275,9 @@ def _list_sources(sources):
     entries = []
     for s in sources:
         s = dict(s) if isinstance(s, dict) else dict(path=s)
-        path, yuv = str(s.pop("path", "")), {k: s.pop(k) for k in YUV_ARGS if k in s}
+        path, yuv = str(s.pop("path", "")), {k: s.pop(k) for k in YUV_KEYS if k in s}
         if not path or s:
-            raise ValueError(f"toy set: a source is a path or a dict with path and optionally {', '.join(YUV_ARGS)}; "
+            raise ValueError(f"toy set: a source is a path or a dict with path and optionally {', '.join(YUV_KEYS)}; "
                              f"got {'no path' if not path else 'unknown keys ' + ', '.join(s)}")
         entries.append(dict(name=pathlib.Path(path).stem, path=path, yuv=yuv))
     if not entries:
@@ -286,19 +299,13 @@ def _cover(clip, size):
     """(T, H, W, 3) uint8 -> (T, h, w, 3) for size (w, h): scaled (bilinear, antialiased), aspect
     ratio kept, until it covers w x h, then centre-cropped. One frame at a time: a 4K clip in float
     would take gigabytes."""
-    import torch
-    import torch.nn.functional as F
-
     (w, h), (_, H, W, _) = size, clip.shape
     scale = max(w / W, h / H)
     sh, sw = max(h, round(H * scale)), max(w, round(W * scale))
     y, x = (sh - h) // 2, (sw - w) // 2
-    out = []
-    for frame in clip:
-        f = torch.tensor(frame).permute(2, 0, 1)[None].float()  # (1, 3, H, W); a copy: frame may be read-only
-        f = F.interpolate(f, size=(sh, sw), mode="bilinear", antialias=True, align_corners=False)
-        out.append(f[0, :, y : y + h, x : x + w].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0))
-    return torch.stack(out).numpy()  # (T, h, w, 3)
+    out = [resize(np.asarray(frame, np.float32).transpose(2, 0, 1), (sh, sw))[:, y : y + h, x : x + w]
+           for frame in clip]  # (3, h, w) each
+    return np.clip(np.stack(out) + 0.5, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
 
 
 def _prepare_sources(sources, frames, size, cwd, pool):

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import data
+import video
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 N, H, W = 45, 32, 40  # frames and size of the pattern video
@@ -73,16 +74,16 @@ STARTS = [("mp4", 0.0), ("mkv", 0.0), ("b.mp4", 0.0), ("ts", 1.48), ("avi", None
 @pytest.mark.parametrize("kind,start", STARTS)
 def test_read_clip_is_frame_exact(videos, kind, start):
     path = videos[kind]
-    assert data.probe(path) == dict(frames=N, width=W, height=H, fps=25.0, start=start)
-    full = data.read_clip(path, range(N))
+    assert video.probe(path) == dict(frames=N, width=W, height=H, fps=25.0, start=start)
+    full = video.read_clip(path, range(N))
     if kind in ("mp4", "mkv"):
         np.testing.assert_array_equal(full, pattern())
     assert np.abs(full.astype(int) - pattern()).max() <= 2  # red steps by 5: every frame is the right one
     for idx in ([0], [1, 5, 9], [9, 10, 11], [13, 17, 21, 25], [33, 29, 33, 41], [44, 50, 100]):
-        np.testing.assert_array_equal(data.read_clip(path, idx), full[np.minimum(idx, N - 1)], f"{idx}")
+        np.testing.assert_array_equal(video.read_clip(path, idx), full[np.minimum(idx, N - 1)], f"{idx}")
     if kind in ("mp4", "mkv", "b.mp4"):  # the seek alone; read_clip falls back to decoding from the
         # start when it misses frames, as it does in MPEG-TS, where ffmpeg lands at a later keyframe
-        got = data._decode(path, np.array([23, 27, 31]), data.probe(path), seek=23.25 / 25)
+        got = video._decode(path, np.array([23, 27, 31]), video.probe(path), seek=23.25 / 25)
         np.testing.assert_array_equal(got, full[[23, 27, 31]])
 
 
@@ -91,9 +92,9 @@ def test_read_clip_many_frames(tmp_path):
     frames = np.zeros((n, 8, 8, 3), np.uint8)
     frames[..., 0], frames[..., 1] = (np.arange(n) % 256)[:, None, None], (np.arange(n) // 256)[:, None, None]
     path = encode(tmp_path / "long.mkv", frames, "-c:v", "ffv1", "-g", "10")
-    np.testing.assert_array_equal(data.read_clip(path, range(n)), frames)
+    np.testing.assert_array_equal(video.read_clip(path, range(n)), frames)
     scattered = np.random.default_rng(0).choice(n, 150, replace=False)  # read as one span, then picked
-    np.testing.assert_array_equal(data.read_clip(path, scattered), frames[scattered])
+    np.testing.assert_array_equal(video.read_clip(path, scattered), frames[scattered])
 
 
 def yuv_file(path, planes, bit_depth, w, h):
@@ -111,8 +112,8 @@ YUV = [(126, 100, 180), (60, 200, 90), (235, 128, 128), (16, 128, 128)]
 @pytest.mark.parametrize("w,h,matrix", [(64, 48, "bt601"), (1280, 720, "bt709")])
 def test_yuv_round_trip(tmp_path, bit_depth, w, h, matrix):
     path = yuv_file(tmp_path / f"clip_{w}x{h}_25fps_{bit_depth}bit.yuv", YUV, bit_depth, w, h)
-    assert data.probe(path) == dict(frames=4, width=w, height=h, fps=25.0, start=0.0)
-    got = data.read_clip(path, [2, 0, 1, 3, 9])
+    assert video.probe(path) == dict(frames=4, width=w, height=h, fps=25.0, start=0.0)
+    got = video.read_clip(path, [2, 0, 1, 3, 9])
     assert got.shape == (5, h, w, 3) and got.dtype == np.uint8
     # independent reference: ffmpeg's own converter with the matrix named explicitly
     pix_fmt = "yuv420p" if bit_depth == 8 else "yuv420p10le"
@@ -131,23 +132,23 @@ def test_yuv_chroma_layout(tmp_path):
     raw = np.fromfile(path, np.uint8)
     raw[64 * 48 + 5 * 32 + 9] = 200  # U sample at chroma row 5, column 9
     raw.tofile(path)
-    changed = (data.read_clip(path, [0])[0] != data.read_clip(path, [0])[0, 0, 0]).any(-1)
+    changed = (video.read_clip(path, [0])[0] != video.read_clip(path, [0])[0, 0, 0]).any(-1)
     assert np.argwhere(changed).tolist() == [[10, 18], [10, 19], [11, 18], [11, 19]]
 
 
 def test_yuv_format_from_arguments(tmp_path):
     path = yuv_file(tmp_path / "plain.yuv", YUV[:2], 10, 64, 48)
     with pytest.raises(ValueError, match="plain.yuv.*WxH"):
-        data.probe(path)
-    assert data.probe(path, width=64, height=48, bit_depth=10)["frames"] == 2
-    assert data.read_clip(path, [0], width=64, height=48, bit_depth=10)[0, 0, 0].tolist() == [211, 97, 72]
+        video.probe(path)
+    assert video.probe(path, width=64, height=48, bit_depth=10)["frames"] == 2
+    assert video.read_clip(path, [0], width=64, height=48, bit_depth=10)[0, 0, 0].tolist() == [211, 97, 72]
 
 
 def test_yuv_size_must_fit(tmp_path):
     path = tmp_path / "bad_64x48.yuv"
     path.write_bytes(bytes(64 * 48 * 3 // 2 + 7))
     with pytest.raises(ValueError, match=r"bad_64x48.yuv: size 4615 bytes .* 4608 bytes"):
-        data.probe(path)
+        video.probe(path)
 
 
 def test_bad_video_files(tmp_path, videos):
@@ -157,10 +158,10 @@ def test_bad_video_files(tmp_path, videos):
     whole = open(videos["mp4"], "rb").read()
     cut.write_bytes(whole[: len(whole) // 2])  # ffmpeg writes the mp4 index (moov) at the end
     with pytest.raises(FileNotFoundError, match="missing.mp4"):
-        data.probe(tmp_path / "missing.mp4")
+        video.probe(tmp_path / "missing.mp4")
     for path, problem in [(empty, "empty"), (text, "cannot be opened"), (cut, "moov atom not found")]:
         with pytest.raises(ValueError, match=f"{path.name}.*{problem}"):
-            data.probe(path)
+            video.probe(path)
     with pytest.raises(ValueError, match="(?s)2 of 3 videos.*empty.mp4: empty.*cut.mp4: cannot"):
         data.check_videos([dict(path=str(empty)), dict(path=videos["mp4"]), dict(path=str(cut))])
     assert data.check_videos([dict(path=videos["mkv"])])[0]["frames"] == N
@@ -171,11 +172,11 @@ def test_bad_video_files(tmp_path, videos):
 
 
 def test_resized_size():
-    assert data.resized_size(2160, 3840, 224) == data.resized_size(1080, 1920, 224) == (224, 398)  # 398.2
-    assert data.resized_size(1920, 1080, 224) == (398, 224)  # portrait
-    assert data.resized_size(480, 640, 224) == (224, 298)  # 298.7: floored, as torchvision does
-    assert data.resized_size(54, 96, 128) == (128, 227)  # upscaled
-    assert data.resized_size(10, 10, 7) == (7, 7)
+    assert video.resized_size(2160, 3840, 224) == video.resized_size(1080, 1920, 224) == (224, 398)  # 398.2
+    assert video.resized_size(1920, 1080, 224) == (398, 224)  # portrait
+    assert video.resized_size(480, 640, 224) == (224, 298)  # 298.7: floored, as torchvision does
+    assert video.resized_size(54, 96, 128) == (128, 227)  # upscaled
+    assert video.resized_size(10, 10, 7) == (7, 7)
 
 
 @pytest.fixture(scope="module")
@@ -225,9 +226,9 @@ RESIZES = [("wide", 100, 0.5, 255),  # 0.14 (17); plain 2.3. ffmpeg's fixed-poin
 @pytest.mark.parametrize("name,short,mean,most", RESIZES)
 def test_resized_read_matches_torch(scenes, name, short, mean, most):
     path = scenes[name]
-    full = data.read_clip(path, [0, 2])  # native size, then resized by torch
-    got = data.read_clip(path, [0, 2], short_side=short)
-    size = data.resized_size(*full.shape[1:3], short)
+    full = video.read_clip(path, [0, 2])  # native size, then resized by torch
+    got = video.read_clip(path, [0, 2], short_side=short)
+    size = video.resized_size(*full.shape[1:3], short)
     assert got.shape == (2, *size, 3) and got.dtype == np.uint8 and min(size) == short
     diff = np.abs(got.astype(int) - torch_resize(full, size))
     assert diff.mean() < mean and diff.max() <= most, f"mean {diff.mean():.3f}, max {diff.max()}"
@@ -238,8 +239,8 @@ def test_resized_read_matches_torch(scenes, name, short, mean, most):
 def test_container_and_yuv_resize_alike(scenes):
     """The same picture as a container and as .yuv: the same geometry and close pixels at any short side."""
     for short in (64, 100, 360, 500):
-        a = data.read_clip(scenes["wide420"], [1], short_side=short)
-        b = data.read_clip(scenes["wideyuv"], [1], short_side=short)
+        a = video.read_clip(scenes["wide420"], [1], short_side=short)
+        b = video.read_clip(scenes["wideyuv"], [1], short_side=short)
         assert a.shape == b.shape and np.abs(a.astype(int) - b).mean() < 1, short  # 0.3-0.6: x264 is lossy
 
 
@@ -316,10 +317,14 @@ def test_fragments_geometry(seed):
 def test_normalise():
     clip = np.zeros((2, 4, 4, 3), np.uint8)
     clip[..., 0] = round(255 * data.IMAGENET_MEAN[0])
-    x = data.normalise(clip)
-    assert x.shape == (3, 2, 4, 4) and x.dtype == torch.float32
-    assert abs(x[0]).max() < 0.01
-    assert torch.allclose(x[2], torch.tensor(-data.IMAGENET_MEAN[2] / data.IMAGENET_STD[2]))
+    clip[..., 2] = 255
+    t = data.to_tensor(clip)
+    assert t.shape == (3, 2, 4, 4) and t.dtype == torch.uint8 and t[2].eq(255).all()
+    x = data.normalise(torch.stack([t, t]))  # a batch: (2, 3, T, H, W)
+    assert x.shape == (2, 3, 2, 4, 4) and x.dtype == torch.float32
+    assert abs(x[:, 0]).max() < 0.01  # by hand: (round(255 * 0.485) / 255 - 0.485) / 0.229
+    assert torch.allclose(x[:, 1], torch.tensor(-0.456 / 0.224))
+    assert torch.allclose(x[:, 2], torch.tensor((1 - 0.406) / 0.225))
 
 
 # -----------------------------------------------------------------------------
@@ -341,10 +346,10 @@ def test_dataset_train(items, fragments):
     ds = data.VideoDataset(items, frames=4, size=size, stride=4, train=True, fragments=fragments, check=True)
     for i in range(len(ds)):
         clip, target, index = ds[i]
-        assert clip.shape == (3, 4, size, size) and clip.dtype == torch.float32 and index == i
+        assert clip.shape == (3, 4, size, size) and clip.dtype == torch.uint8 and index == i
         assert target.shape == () and target.item() == pytest.approx(items[i]["mos"] / 100)
-    red = ds[0][0][0] * data.IMAGENET_STD[0] + data.IMAGENET_MEAN[0]  # 5 x frame numbers of the pattern
-    frames = (red.mean((1, 2)) * 255 / 5).round()
+    red = ds[0][0][0].float()  # 5 x frame numbers of the pattern
+    frames = (red.mean((1, 2)) / 5).round()
     assert (frames.diff() == 4).all() and frames.max() < N
     torch.testing.assert_close(ds[0][0], ds[0][0])  # same seed, epoch and index: same sample
     ds.set_epoch(1)
@@ -392,7 +397,7 @@ def test_yuv_to_rgb_matches_the_textbook_formula(h, w, bit_depth):
     r, b = yy + 2 * (1 - kr) * cr, yy + 2 * (1 - kb) * cb
     g = (yy - kr * r - kb * b) / (1 - kr - kb)
     want = np.clip(np.round(np.stack([r, g, b], -1) * 255), 0, 255)
-    got = data._yuv_to_rgb(y, u, v, bit_depth)
+    got = np.stack([video._yuv_to_rgb(y[t], u[t], v[t], bit_depth) for t in range(2)])
     assert got.shape == (2, h, w, 3) and got.dtype == np.uint8
     assert np.abs(got.astype(int) - want).max() <= 1  # float32 rounding
 
@@ -409,22 +414,22 @@ def test_dataset_crops_the_resized_frames(tmp_path):
     frames[..., 0] = 40 * np.arange(6)[:, None, None]  # red: the frame number
     frames[..., 1], frames[..., 2] = np.round(y * 255 / (h - 1)), np.round(x * 255 / (w - 1))
     item = dict(path=encode(tmp_path / "ramps.mp4", frames, "-c:v", "libx264rgb", "-qp", "0"), mos=1.0)
-    resized = data.read_clip(item["path"], range(6), short_side=24)  # (6, 24, 40, 3)
+    resized = video.read_clip(item["path"], range(6), short_side=24)  # (6, 24, 40, 3)
     assert resized.shape == (6, 24, 40, 3)
     test = data.VideoDataset([item], frames=2, size=24, stride=1, train=False)
     idx = data.eval_indices(6, 2, 1)[0]
     clip = resized[idx, :, 8:32]  # centred: (40 - 24) / 2
-    assert torch.equal(test[0][0][0], data.normalise(clip))
+    assert torch.equal(test[0][0][0], data.to_tensor(clip))
     assert clip[..., 1].min() < 10 and clip[..., 1].max() > 245  # the whole height, and
     assert abs(clip[..., 2].mean() - 127.5) < 2  # the middle of the width
     native = data.VideoDataset([item], frames=2, size=24, stride=1, train=False, resize=False)
-    assert torch.equal(native[0][0][0], data.normalise(frames[idx, 18:42, 38:62]))  # the old native crop
+    assert torch.equal(native[0][0][0], data.to_tensor(frames[idx, 18:42, 38:62]))  # the old native crop
     train, offsets = data.VideoDataset([item], frames=2, size=24, stride=1), set()
     for epoch in range(8):
         train.set_epoch(epoch)
         clip = train[0][0]
-        t0 = int(((clip[0, 0, 0, 0] * data.IMAGENET_STD[0] + data.IMAGENET_MEAN[0]) * 255 / 40).round())
-        matches = [x for x in range(17) if torch.equal(clip, data.normalise(resized[[t0, t0 + 1], :, x : x + 24]))]
+        t0 = int(round(clip[0, 0, 0, 0].item() / 40))
+        matches = [x for x in range(17) if torch.equal(clip, data.to_tensor(resized[[t0, t0 + 1], :, x : x + 24]))]
         assert len(matches) == 1, epoch  # a random window of the resized frames, along the long side
         offsets.add(matches[0])
     assert len(offsets) > 2
@@ -439,11 +444,11 @@ def test_clip_cache(items, tmp_path, monkeypatch):
     entries = sorted(cache.iterdir())
     assert [p.suffix for p in entries] == [".npy"] * 4
     for it in items:
-        yuv = data._yuv_args(it)
-        video = data.cached_frames(it["path"], str(cache), 24, **yuv)
-        assert video.dtype == np.uint8 and isinstance(video, np.memmap)
-        n = data.probe(it["path"], **yuv)["frames"]
-        np.testing.assert_array_equal(video, data.read_clip(it["path"], range(n), short_side=24, **yuv))
+        yuv = data.yuv_args(it)
+        frames = data.cached_frames(it["path"], str(cache), 24, **yuv)
+        assert frames.dtype == np.uint8 and isinstance(frames, np.memmap)
+        n = video.probe(it["path"], **yuv)["frames"]
+        np.testing.assert_array_equal(frames, video.read_clip(it["path"], range(n), short_side=24, **yuv))
     train = [data.VideoDataset(items, frames=4, size=24, seed=5, cache=c) for c in (None, str(cache))]
     plain_train = [train[0][i][0] for i in range(len(items))]
     per_frame, total = cached.cache_cost()  # the largest: 16 x 24 upscaled to 24 x 36
@@ -480,7 +485,7 @@ def test_clip_cache_failures_and_changes(tmp_path, monkeypatch):
         with pytest.raises(OSError, match="no space"):
             data.cached_frames(path, str(cache), 16)
     assert [p.name for p in cache.iterdir()] == ["tmp1234.tmp"]  # no entry, and no new temporary file
-    resized = lambda: data.read_clip(path, range(4), short_side=16)
+    resized = lambda: video.read_clip(path, range(4), short_side=16)
     old = np.array(data.cached_frames(path, str(cache), 16))
     np.testing.assert_array_equal(old, resized())
     before = os.stat(path).st_mtime_ns

@@ -14,9 +14,9 @@ import time
 import numpy as np
 import pytest
 
-import data
 import datasets
 import toy
+from video import probe, read_clip
 
 COLUMNS = ["path", "mos", "source", "codec", "level", "split", "reference"]
 
@@ -70,7 +70,7 @@ def test_labels_fall_as_level_worsens(tiny):
 def test_second_call_is_a_cache_hit(tiny, monkeypatch):
     def no_ffmpeg(*args, **kwargs):
         raise AssertionError("a cached toy set must not run ffmpeg")
-    monkeypatch.setattr(data.subprocess, "run", no_ffmpeg)
+    monkeypatch.setattr(toy.subprocess, "run", no_ffmpeg)
     start = time.perf_counter()
     assert toy.make_toy_dataset(tiny.parent, tiny=True) == tiny
     assert time.perf_counter() - start < 0.5
@@ -147,7 +147,7 @@ STEPS = "nullsrc=s=128x96:r=24,geq=lum='16+20*N+20*sin(X/3)*sin(Y/4)':cb=128:cr=
 
 def video(path, graph, frames, *args):
     """A small source video rendered by the bundled ffmpeg; `args` choose the codec or raw format."""
-    ok, err = data.run_ffmpeg(["-f", "lavfi", "-i", graph, "-frames:v", str(frames), *args, str(path)])
+    ok, err = toy.run_ffmpeg(["-f", "lavfi", "-i", graph, "-frames:v", str(frames), *args, str(path)])
     assert ok, err
     return path
 
@@ -184,13 +184,13 @@ def test_own_sources_csv_and_files(own):
     for r in rows:
         assert r["reference"] == f"ref/{r['source']}.mp4" and (path.parent / r["path"]).stat().st_size > 0
     for ref in {r["reference"] for r in rows}:
-        info = data.probe(path.parent / ref)
+        info = probe(path.parent / ref)
         assert (info["frames"], info["width"], info["height"]) == (6, 96, 64), ref
 
 
 def test_own_reference_is_the_middle_of_the_source(own):
     path, _ = own
-    ref = data.read_clip(path.parent / "ref/steps_128x96.mp4", range(6)).astype(float)
+    ref = read_clip(path.parent / "ref/steps_128x96.mp4", range(6)).astype(float)
     steps = ref.mean(axis=(1, 2, 3)) / (20 * 255 / 219)  # frame number, from the brightness
     assert np.allclose(steps, np.arange(1, 7), atol=0.1), steps  # 9 frames: 1..6 is the middle
 
@@ -211,7 +211,7 @@ def test_own_progress_lines(own):
 def test_own_second_call_is_a_cache_hit(own, own_dir, monkeypatch):
     def no_ffmpeg(*args, **kwargs):
         raise AssertionError("a cached toy set must not run ffmpeg")
-    monkeypatch.setattr(data.subprocess, "run", no_ffmpeg)
+    monkeypatch.setattr(toy.subprocess, "run", no_ffmpeg)
     assert toy.make_toy_dataset(own[0].parent, sources=own_dir, log=None, **OWN) == own[0]
 
 
