@@ -1,11 +1,12 @@
 """Which videos, with what labels, split how: label files, dataset indexes and content splits.
 
-Every source of labels becomes a list of item dicts {path, mos, source, ...}: load_csv() for any CSV
-list, waterloo4k_index() (its scores.txt or the widely shared CSV) and bvihd_index() for the two
-datasets of the InternVQA paper (arXiv 2502.19026; layouts in REFERENCE section 4). label_range()
-gives the scale that training maps to [0, 1]. official_split() holds out the authors' fixed test
-contents, split_by_source() a seeded random share of the contents: synthetic-distortion sets are
-split by source, never by video. Every problem in a label file is an error naming file and line.
+Every source of labels becomes a list of item dicts {path, mos, source, ...}: load_csv() for any
+CSV list, waterloo4k_index() (its scores.txt or the widely shared CSV) and bvihd_index() for the
+two datasets of the InternVQA paper (arXiv 2502.19026; layouts in docs/reference.md, section 4).
+label_range() gives the scale that training maps to [0, 1]. official_split() holds out the
+authors' fixed test contents, split_by_source() a seeded random share of the contents:
+synthetic-distortion sets are split by source, never by video. Every problem in a label file is
+an error naming file and line.
 
     items = load_csv("data/list.csv")            # header path,mos[,source,...]
     train_items, test_items = split_by_source(items, test_fraction=0.25, seed=0)
@@ -74,7 +75,8 @@ def load_csv(path):
 
 
 def _rows(path):
-    """(line number, fields) of a label file: comma, semicolon or whitespace separated; '#' comments."""
+    """(line number, fields) of a label file: fields split by commas, semicolons or whitespace;
+    blank lines and lines starting with '#' skipped."""
     with open(path, encoding="utf-8-sig") as f:
         for n, line in enumerate(f, 1):
             fields = [s for s in re.split(r"[,;\s]+", line.strip()) if s]
@@ -89,20 +91,22 @@ def _is_number(text):
         return False
 
 
-WATERLOO_COLUMNS = ("encoder", "videonumber", "resolution", "distortionlevel", "mos")  # the CSV header, normalised
+# the shared CSV's header, lower case without spaces; also scores.txt's column order
+WATERLOO_COLUMNS = ("encoder", "videonumber", "resolution", "distortionlevel", "mos")
 WATERLOO_RESOLUTIONS = {"540": "960x540", "1080": "1920x1080", "2160": "3840x2160"}
 
 
 def _waterloo_rows(labels):
-    """(line number, {column: text}) of a Waterloo IVC 4K label file, keyed by WATERLOO_COLUMNS and
-    maybe "path": scores.txt has those five columns in that order and no header; the shared CSV names
-    them in a header row (any order and case, spaces ignored; other columns are dropped)."""
+    """(line number, {column: text}) of a Waterloo IVC 4K label file, keyed by WATERLOO_COLUMNS
+    and maybe "path": scores.txt has those five columns in that order and no header; the shared
+    CSV names them in a header row (any order and case, spaces ignored; other columns dropped)."""
     with open(labels, encoding="utf-8-sig") as f:
         first = f.readline().strip()
-    if not first or first.startswith("#") or _is_number(re.split(r"[,;\s]+", first)[-1]):  # scores.txt
-        for n, fields in _rows(labels):
+    if not first or first.startswith("#") or _is_number(re.split(r"[,;\s]+", first)[-1]):
+        for n, fields in _rows(labels):  # scores.txt: no header, the MOS last
             if len(fields) != 5:
-                raise ValueError(f"{labels}, line {n}: expected encoder, video, resolution, level, MOS; got {fields}")
+                raise ValueError(f"{labels}, line {n}: expected encoder, video, resolution, "
+                                 f"level, MOS; got {fields}")
             yield n, dict(zip(WATERLOO_COLUMNS, fields))
         return
     with open(labels, newline="", encoding="utf-8-sig") as f:
@@ -111,14 +115,17 @@ def _waterloo_rows(labels):
         names = ["".join(s.lower().split()) for s in header]
         missing = [c for c in WATERLOO_COLUMNS if c not in names]
         if missing:
-            raise ValueError(f"{labels}, line 1: header {header} lacks {missing}; expected five columns without "
-                             f"header, or a CSV header Encoder,Video Number,Resolution,Distortion Level,MOS[,path]")
+            raise ValueError(f"{labels}, line 1: header {header} lacks {missing}; expected five "
+                             f"columns without header, or a CSV header "
+                             f"Encoder,Video Number,Resolution,Distortion Level,MOS[,path]")
         for row in reader:
             if not any(s.strip() for s in row):
                 continue
             if len(row) != len(names):
-                raise ValueError(f"{labels}, line {reader.line_num}: {len(row)} fields, the header has {len(names)}")
-            yield reader.line_num, {k: s.strip() for k, s in zip(names, row) if k in (*WATERLOO_COLUMNS, "path")}
+                raise ValueError(f"{labels}, line {reader.line_num}: {len(row)} fields, "
+                                 f"the header has {len(names)}")
+            keep = (*WATERLOO_COLUMNS, "path")
+            yield reader.line_num, {k: s.strip() for k, s in zip(names, row) if k in keep}
 
 
 def waterloo4k_index(root, labels=None):
@@ -139,14 +146,16 @@ def waterloo4k_index(root, labels=None):
         where = f"{labels}, line {n}"
         codec, video, level = row["encoder"], row["videonumber"], row["distortionlevel"]
         if not (video.isdigit() and level.isdigit()):
-            raise ValueError(f"{where}: video number and level must be integers, got {video!r}, {level!r}")
-        res = WATERLOO_RESOLUTIONS.get(row["resolution"].lower().rstrip("p"), row["resolution"].lower())
+            raise ValueError(f"{where}: video number and level must be integers, "
+                             f"got {video!r}, {level!r}")
+        res = row["resolution"].lower()
+        res = WATERLOO_RESOLUTIONS.get(res.rstrip("p"), res)
         parts = [codec, f"{int(video):02d}", f"{res}_{int(level)}.mp4"]
         if row.get("path"):
             given = re.split(r"[\\/]+", row["path"])[-3:]  # a Windows prefix too
             if [s.lower() for s in given] != [s.lower() for s in parts]:
-                raise ValueError(f"{where}: path {row['path']!r} does not end in {'/'.join(parts)}, "
-                                 f"as its other columns say")
+                raise ValueError(f"{where}: path {row['path']!r} does not end in "
+                                 f"{'/'.join(parts)}, as its other columns say")
             parts = given
         path = os.path.join(root, folders.get(parts[0].lower(), parts[0]), *parts[1:])
         if path in seen:
@@ -154,8 +163,8 @@ def waterloo4k_index(root, labels=None):
         seen[path] = n
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{where}: {path} does not exist")
-        items.append(dict(path=path, mos=_score(row["mos"], where), source=str(int(video)), codec=codec,
-                          level=str(int(level)), resolution=res))
+        items.append(dict(path=path, mos=_score(row["mos"], where), source=str(int(video)),
+                          codec=codec, level=str(int(level)), resolution=res))
     if not items:
         raise ValueError(f"{labels}: no videos listed")
     return items
@@ -166,10 +175,11 @@ def bvihd_index(root, labels, *, bit_depth, fps, width=1920, height=1080):
 
     The label file's layout is not fixed publicly, so it is read liberally: one video per line,
     fields split by commas, semicolons or spaces; the first non-numeric field is the file name
-    (.yuv optional, folders ignored); the DMOS is the column a header line names `*dmos*`, else the
-    last number on the line; '#' starts a comment. DMOS (lower is better) becomes mos = 100 - DMOS
-    (the authors trained on DMOS / 100; correlations only change sign). source = the file name up
-    to its first `_`. bit_depth and fps: from the dataset's instructions (REFERENCE section 4).
+    (.yuv optional, folders ignored); the DMOS is the column a header line names `*dmos*`, else
+    the last number on the line; a line starting with '#' is a comment. DMOS (lower is better)
+    becomes mos = 100 - DMOS (the authors trained on DMOS / 100; correlations only change sign).
+    source = the file name up to its first `_`. bit_depth and fps: from the dataset's
+    instructions file, never assumed (docs/reference.md, section 4).
     """
     root = os.path.abspath(root)
     files = {}
@@ -192,8 +202,9 @@ def bvihd_index(root, labels, *, bit_depth, fps, width=1920, height=1080):
         if name.lower() not in files:
             raise FileNotFoundError(f"{where}: no file {name} under {root}")
         dmos = fields[column] if column is not None and column < len(fields) else numbers[-1]
-        items.append(dict(path=files[name.lower()], mos=100.0 - _score(dmos, where), source=name.split("_")[0],
-                          dmos=dmos, width=str(width), height=str(height), bit_depth=str(bit_depth), fps=str(fps)))
+        items.append(dict(path=files[name.lower()], mos=100.0 - _score(dmos, where),
+                          source=name.split("_")[0], dmos=dmos, width=str(width),
+                          height=str(height), bit_depth=str(bit_depth), fps=str(fps)))
     return items
 
 
@@ -207,16 +218,17 @@ def label_range(dataset, items=None):
         return NOMINAL_RANGE[dataset]
     mos = [item["mos"] for item in items or []]
     if not mos or min(mos) == max(mos):
-        raise ValueError(f"cannot infer a label range for {dataset!r} from {len(mos)} items with scores "
-                         f"{sorted(set(mos))[:5]}")
+        raise ValueError(f"cannot infer a label range for {dataset!r} from {len(mos)} items "
+                         f"with scores {sorted(set(mos))[:5]}")
     return (min(mos), max(mos))
 
 
 # -----------------------------------------------------------------------------
 # splits by source content: the same content never lands on both sides
 
-OFFICIAL_TEST_SOURCES = {  # REFERENCE section 3
-    "bvihd": ("BallUnderWater", "Bookcase", "BricksLeaves", "Music", "PlasmaSlowRandom", "TreeGrassFamily"),
+OFFICIAL_TEST_SOURCES = {  # the authors' fixed test contents: docs/reference.md, section 3
+    "bvihd": ("BallUnderWater", "Bookcase", "BricksLeaves", "Music", "PlasmaSlowRandom",
+              "TreeGrassFamily"),
     "waterloo4k": ("1", "2", "3", "4"),
 }
 
@@ -227,18 +239,21 @@ def official_split(items, dataset):
     if dataset == "toy":
         bad = [it["path"] for it in items if it.get("split") not in ("train", "test")]
         if bad:
-            raise ValueError(f"toy split: {len(bad)} items have no 'split' column of train/test, e.g. {bad[0]}")
-        return [it for it in items if it["split"] == "train"], [it for it in items if it["split"] == "test"]
+            raise ValueError(f"toy split: {len(bad)} items have no 'split' column of train/test, "
+                             f"e.g. {bad[0]}")
+        return ([it for it in items if it["split"] == "train"],
+                [it for it in items if it["split"] == "test"])
     if dataset not in OFFICIAL_TEST_SOURCES:
-        raise ValueError(f"no official split for {dataset!r} (known: {sorted(OFFICIAL_TEST_SOURCES)}); "
-                         f"use split_by_source")
+        raise ValueError(f"no official split for {dataset!r} "
+                         f"(known: {sorted(OFFICIAL_TEST_SOURCES)}); use split_by_source")
     test = {s.lower() for s in OFFICIAL_TEST_SOURCES[dataset]}
     train_items = [it for it in items if str(it["source"]).lower() not in test]
     test_items = [it for it in items if str(it["source"]).lower() in test]
     if not train_items or not test_items:
         found = sorted({str(it["source"]) for it in items})
-        raise ValueError(f"official {dataset} split gave {len(train_items)} train and {len(test_items)} test "
-                         f"items; test sources {OFFICIAL_TEST_SOURCES[dataset]}, found sources {found[:12]}")
+        raise ValueError(f"official {dataset} split gave {len(train_items)} train and "
+                         f"{len(test_items)} test items; test sources "
+                         f"{OFFICIAL_TEST_SOURCES[dataset]}, found sources {found[:12]}")
     return train_items, test_items
 
 
@@ -252,4 +267,5 @@ def split_by_source(items, test_fraction=0.25, seed=0):
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     n_test = min(len(sources) - 1, max(1, round(len(sources) * test_fraction)))
     test = set(np.random.default_rng(seed).permutation(sources)[:n_test].tolist())
-    return [it for it in items if it["source"] not in test], [it for it in items if it["source"] in test]
+    return ([it for it in items if it["source"] not in test],
+            [it for it in items if it["source"] in test])

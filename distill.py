@@ -67,29 +67,15 @@ def frozen_prefix(teacher):
 
 
 def teacher_features(teacher, x):
-    """The teacher's pooled feature; its frozen prefix runs without building a graph."""
+    """The teacher's pooled feature; its frozen prefix runs without building a graph (and, stored
+    in bf16, hands over to the fp32 tail inside VideoViT.run_blocks, as in every other forward)."""
     n = frozen_prefix(teacher)
     if n:
         with torch.no_grad():
             h = teacher.run_blocks(teacher.embed(x), teacher.blocks[:n])
     else:
         h = teacher.embed(x)
-    tail_dtype = teacher.head.weight.dtype  # a bf16 frozen prefix hands over to the fp32 tail
-    return teacher.pool(teacher.run_blocks(h.to(tail_dtype), teacher.blocks[n:]))
-
-
-def saved_tensor_bytes(fn):
-    """Run fn() and return (its result, bytes of the distinct storages autograd saved for backward)."""
-    seen = {}
-
-    def pack(t):
-        storage = t.untyped_storage()
-        seen[(storage.data_ptr(), str(t.device))] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    return out, sum(seen.values())
+    return teacher.pool(teacher.run_blocks(h, teacher.blocks[n:]))
 
 
 class Distiller(nn.Module):
@@ -102,6 +88,8 @@ class Distiller(nn.Module):
     code. teacher_dtype (e.g. torch.bfloat16) stores and runs the teacher's frozen prefix in that
     dtype; its trainable tail keeps its own.
     """
+
+    TERMS = ("loss_teacher", "loss_student", "loss_align")  # out[...] of every forward
 
     def __init__(self, teacher, student, w_teacher=1.0, w_student=1.0, w_align=1.0, beta=2.0,
                  detach_teacher=True, teacher_dtype=None):
@@ -116,6 +104,11 @@ class Distiller(nn.Module):
         self.use_teacher = teacher is not None and (w_teacher != 0 or self.aligning)
         if not ((student is not None and w_student != 0) or (teacher is not None and w_teacher != 0) or self.aligning):
             raise ValueError(f"every loss term is off (weights {w_teacher}, {w_student}, {w_align}): nothing to train")
+        # A score whose term is off gets no gradient: its head is frozen, so that no optimizer
+        # step (eager, compiled or under DDP) touches it and every trainable part has a gradient.
+        for m, w in ((student, w_student), (teacher, w_teacher)):
+            if m is not None and w == 0:
+                m.head.requires_grad_(False)
         # A projection only when the widths differ (a CNN student); an Identity adds no keys.
         widths_differ = self.aligning and student.feature_dim != teacher.feature_dim
         self.align = nn.Linear(student.feature_dim, teacher.feature_dim) if widths_differ else nn.Identity()

@@ -1,6 +1,7 @@
 """Video quality metrics: SRCC, KRCC, PLCC and RMSE between predicted scores and MOS.
 
-Follows the field's conventions (VQEG; as reported by InternVQA, FAST-VQA, DOVER):
+Follows the field's conventions (VQEG; as reported by InternVQA, FAST-VQA, DOVER; collected in
+docs/reference.md, section 6):
 - SRCC (Spearman) and KRCC (Kendall tau-b, which handles ties) on the raw predictions;
 - PLCC and RMSE after a 4-parameter logistic mapping fitted from predictions to MOS,
       f(x) = b2 + (b1 - b2) / (1 + exp(-(x - b3) / |b4|)),
@@ -17,14 +18,14 @@ Needs only numpy and scipy; torch tensors (any device) are accepted as inputs.
     print(format_metrics(r))  # PLCC 0.912  SRCC 0.901  KRCC 0.745  RMSE 7.12
     s = summarize([evaluate(p, m) for p, m in splits])  # s["plcc"]["median"], ...
 
-Two yardsticks for synthetic-distortion sets (a few contents, each encoded many ways), where much of
-the ranking comes from the encoding settings alone: within_source_srcc (how well the encodes of one
-content are ranked) and baseline_metrics (a predictor that never sees a pixel: the mean training MOS
-of each codec, resolution and level). scatter_plot draws the figure of every VQA paper if matplotlib
-is installed (optional).
+Two yardsticks for synthetic-distortion sets (a few contents, each encoded many ways), where much
+of the ranking comes from the encoding settings alone: within_source_srcc (how well the encodes of
+one content are ranked) and baseline_metrics (a predictor that never sees a pixel: the mean
+training MOS of each codec, resolution and level). scatter_plot draws the figure of every VQA
+paper if matplotlib is installed (optional).
 
     b = baseline_metrics(train_items, test_items)   # evaluate() dict plus "keys", or None
-    within_source_srcc(pred, mos, [it["source"] for it in test_items])  # dict(srcc, min, max, n_sources)
+    within_source_srcc(pred, mos, [it["source"] for it in test_items])  # srcc, min, max, n_sources
 """
 import os
 import warnings
@@ -54,7 +55,8 @@ def _check(pred, mos):
     if len(pred) != len(mos):
         raise ValueError(f"pred and mos have different lengths: {len(pred)} vs {len(mos)}")
     if len(pred) < 4:
-        raise ValueError(f"need at least 4 samples (the logistic has 4 parameters), got {len(pred)}")
+        raise ValueError(f"need at least 4 samples (the logistic has 4 parameters), "
+                         f"got {len(pred)}")
     return pred, mos
 
 
@@ -105,7 +107,7 @@ def _map_to_mos(pred, mos):
 
 
 def evaluate(pred, mos):
-    """Compare predicted scores with MOS (1-D lists, numpy arrays or torch tensors of length n >= 4).
+    """Compare predicted scores with MOS (1-D lists, numpy arrays or torch tensors, length >= 4).
 
     Returns dict(srcc, krcc, plcc, rmse, plcc_raw: float, n: int, fit: str). plcc and rmse are
     after the mapping named in `fit` ("logistic" unless a fallback was needed); plcc keeps the
@@ -135,16 +137,18 @@ def evaluate(pred, mos):
 
 
 def within_source_srcc(pred, mos, sources):
-    """SRCC among the videos of each source content, then the mean over contents: how well the encodes
-    of one content are ranked, with the differences between contents taken out (reported on
-    synthetic-distortion sets). Contents with fewer than 2 videos, or constant pred or mos, are left out.
+    """SRCC among the videos of each source content, then the mean over contents: how well the
+    encodes of one content are ranked, with the differences between contents taken out (reported
+    on synthetic-distortion sets). Contents with fewer than 2 videos, or constant pred or mos, are
+    left out.
 
-    Returns dict(srcc, min, max, n_sources): the mean, lowest and highest per-content SRCC and how many
-    contents were used; srcc, min and max are nan when none qualifies.
+    Returns dict(srcc, min, max, n_sources): the mean, lowest and highest per-content SRCC and how
+    many contents were used; srcc, min and max are nan when none qualifies.
     """
     pred, mos, sources = _as_1d(pred, "pred"), _as_1d(mos, "mos"), list(sources)
     if not len(pred) == len(mos) == len(sources):
-        raise ValueError(f"pred, mos and sources have different lengths: {len(pred)}, {len(mos)}, {len(sources)}")
+        raise ValueError(f"pred, mos and sources have different lengths: "
+                         f"{len(pred)}, {len(mos)}, {len(sources)}")
     groups = {}
     for i, s in enumerate(sources):
         groups.setdefault(s, []).append(i)
@@ -152,24 +156,31 @@ def within_source_srcc(pred, mos, sources):
                   if len(i) >= 2 and np.ptp(pred[i]) > 0 and np.ptp(mos[i]) > 0]
     if not per_source:
         return dict(srcc=np.nan, min=np.nan, max=np.nan, n_sources=0)
-    return dict(srcc=float(np.mean(per_source)), min=float(np.min(per_source)), max=float(np.max(per_source)),
-                n_sources=len(per_source))
+    return dict(srcc=float(np.mean(per_source)), min=float(np.min(per_source)),
+                max=float(np.max(per_source)), n_sources=len(per_source))
 
 
-def settings_baseline(train_items, test_items, keys=("codec", "resolution", "level")):
-    """Predict each test video by the mean training MOS of its cell of encoding settings: a predictor
-    that never sees a pixel (REFERENCE section 4: SRCC 0.883 / PLCC 0.903 on Waterloo IVC 4K's split).
+# The encoding settings of an item: the columns datasets.waterloo4k_index and the toy set write
+# beside "mos" (any item dict with them works). An unseen cell drops them from the left.
+SETTINGS_KEYS = ("codec", "resolution", "level")
 
-    Items are dicts with "mos" and maybe the `keys` (strings); only the keys that every train and test
-    item has, non-empty, are used. A test cell unseen in training falls back to a coarser one, dropping
-    keys from the left: (codec, resolution, level) -> (resolution, level) -> (level,) -> the mean of
-    every training MOS. Returns (predictions, keys used): a list of floats in the order of test_items
-    and a tuple of key names; None when no key is available.
+
+def settings_baseline(train_items, test_items, keys=SETTINGS_KEYS):
+    """Predict each test video by the mean training MOS of its cell of encoding settings: a
+    predictor that never sees a pixel (on Waterloo IVC 4K's official split it reaches SRCC 0.883 /
+    PLCC 0.903; docs/reference.md, section 5).
+
+    Items are dicts with "mos" and maybe the `keys` (strings); only the keys that every train and
+    test item has, non-empty, are used. A test cell unseen in training falls back to a coarser one,
+    dropping keys from the left: (codec, resolution, level) -> (resolution, level) -> (level,) ->
+    the mean of every training MOS. Returns (predictions, keys used): a list of floats in the order
+    of test_items and a tuple of key names; None when no key is available.
     """
     if not train_items:
         raise ValueError("settings_baseline needs training items, got none")
     items = [*train_items, *test_items]
-    used = tuple(k for k in keys if all(it.get(k) is not None and str(it[k]).strip() for it in items))
+    used = tuple(k for k in keys
+                 if all(it.get(k) is not None and str(it[k]).strip() for it in items))
     if not used:
         return None
 
@@ -189,10 +200,10 @@ def settings_baseline(train_items, test_items, keys=("codec", "resolution", "lev
     return preds, used
 
 
-def baseline_metrics(train_items, test_items, keys=("codec", "resolution", "level")):
+def baseline_metrics(train_items, test_items, keys=SETTINGS_KEYS):
     """evaluate() of settings_baseline's predictions against the test MOS, plus "keys" (the keys
-    used); None when the items carry none of `keys`. Print it beside a model's evaluation on the same
-    split: a model's result on a synthetic-distortion set means little without it."""
+    used); None when the items carry none of `keys`. Print it beside a model's evaluation on the
+    same split: a model's result on a synthetic-distortion set means little without it."""
     baseline = settings_baseline(train_items, test_items, keys)
     if baseline is None:
         return None
@@ -238,7 +249,8 @@ def scatter_plot(path, mos, preds, title=None):
     its PLCC and SRCC in the legend. The format follows the extension of `path` (.png, .pdf, ...).
 
     matplotlib is optional and imported here: returns False, writing nothing, when it is not
-    installed; True once `path` is written (atomically: a temporary file, then os.replace).
+    installed (or does not import); True once `path` is written (atomically: a temporary file,
+    then os.replace; if writing fails, nothing is left behind and an existing `path` is kept).
     """
     try:
         from matplotlib.figure import Figure  # no pyplot: no global state; PNG is drawn by Agg
@@ -266,6 +278,10 @@ def scatter_plot(path, mos, preds, title=None):
     if title:
         fig.suptitle(title)
     tmp = f"{path}.tmp"
-    fig.savefig(tmp, format=os.path.splitext(str(path))[1][1:].lower() or "png", dpi=150)
-    os.replace(tmp, path)
+    try:
+        fig.savefig(tmp, format=os.path.splitext(str(path))[1][1:].lower() or "png", dpi=150)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):  # savefig failed part-way: leave nothing behind, `path` untouched
+            os.remove(tmp)
     return True

@@ -10,8 +10,10 @@ name; `load_internvideo2` handles every published wrapping and fails loudly on a
 does not fit. Also here: `ConvVQA`, the compact non-ViT student (a (2+1)-D CNN).
 
     from model import CONFIGS, VideoViT, load_internvideo2
-    model = VideoViT(CONFIGS["small"])
-    print(load_internvideo2(model, "S14_ft_k710_f8.pth"))
+    model = VideoViT(CONFIGS["small"])    # random init; or, for weights about to come from a file:
+    with torch.device("meta"):            # no memory and no init until the file fills it
+        model = VideoViT(CONFIGS["small"])
+    print(load_internvideo2(model, "S14_ft_k710_f8.pth"))   # the report: loaded, resized, ...
     score = model(clip)                   # clip (B, 3, 8, 224, 224) -> (B,)
 
 Needs only torch.
@@ -19,7 +21,7 @@ Needs only torch.
 import math
 import pickle
 import zipfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -202,6 +204,18 @@ def dct_patch_init(conv, gain=0.3):
     conv.bias.zero_()
 
 
+@torch.no_grad()
+def _init(m):
+    """Upstream's init of one module: truncated normal 0.02 and zero biases, unit LayerNorms."""
+    if isinstance(m, (nn.Linear, nn.Conv3d)):
+        nn.init.trunc_normal_(m.weight.view(m.weight.shape[0], -1), std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
 # ---------------------------------------------------------------------------------------------
 # Config and model
 
@@ -262,13 +276,7 @@ class VideoViT(nn.Module):
     @torch.no_grad()
     def init_weights(self):
         for m in self.modules():  # upstream: truncated normal 0.02, zero biases, unit norms
-            if isinstance(m, (nn.Linear, nn.Conv3d)):
-                nn.init.trunc_normal_(m.weight.view(m.weight.shape[0], -1), std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+            _init(m)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         if self.cfg.patch_init == "dct":
             dct_patch_init(self.patch_embed.proj)
@@ -277,6 +285,20 @@ class VideoViT(nn.Module):
             blk.attn.proj.weight.div_(math.sqrt(2.0 * i))
             blk.mlp.fc2.weight.div_(math.sqrt(2.0 * i))
         self.head.weight.mul_(1e-3)  # upstream's head init_scale: start from a near-constant score
+
+    @torch.no_grad()
+    def materialise(self):
+        """After a file was loaded into a model built on the meta device: the parts it did not hold
+        (fc_norm and a fresh head, as load_internvideo2 reports them) get memory and their init."""
+        for part in (self.fc_norm, self.head):
+            if any(p.is_meta for p in part.parameters()):
+                part.to_empty(device=self.cls_token.device)
+                _init(part)
+                if part is self.head:
+                    part.weight.mul_(1e-3)
+        left = [n for n, p in self.named_parameters() if p.is_meta]
+        if left:
+            raise ValueError(f"built on the meta device, but the file did not hold {left[:8]}")
 
     def embed(self, x):
         """(B, 3, T, H, W) video -> (B, 1 + T*h*w, D) tokens, time first, cls token in front."""
@@ -290,7 +312,10 @@ class VideoViT(nn.Module):
         return x + self.pos_embed.to(x.dtype)
 
     def run_blocks(self, x, blocks):
+        """Each block reads the residual stream in its own weights' dtype: the one place where a
+        bf16 frozen prefix (distill.Distiller's teacher_dtype) hands over to an fp32 tail."""
         for blk in blocks:
+            x = x.to(blk.norm1.weight.dtype)
             if self.cfg.grad_checkpointing and torch.is_grad_enabled():
                 x = checkpoint(blk, x, use_reentrant=False)
             else:
@@ -299,7 +324,7 @@ class VideoViT(nn.Module):
 
     def pool(self, x):
         """(B, N, D) raw residual stream (no final norm) -> (B, pool_dim) feature after fc_norm."""
-        return self.fc_norm(self.clip_projector(x))
+        return self.fc_norm(self.clip_projector(x.to(self.fc_norm.weight.dtype)))
 
     def forward_features(self, x):
         return self.pool(self.run_blocks(self.embed(x), self.blocks))
@@ -372,13 +397,7 @@ class ConvVQA(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# Size and cost
-
-
-def count_params(cfg: ViTConfig):
-    """Parameters of VideoViT(cfg), built on the meta device (no memory)."""
-    with torch.device("meta"):
-        return sum(p.numel() for p in VideoViT(cfg).parameters())
+# Cost
 
 
 def flops_per_clip(cfg: ViTConfig, frames=None, img_size=None):
@@ -397,7 +416,7 @@ def flops_per_clip(cfg: ViTConfig, frames=None, img_size=None):
 
 
 # ---------------------------------------------------------------------------------------------
-# Loading the official checkpoints
+# Loading the official checkpoints (layouts: docs/reference.md, section 2)
 
 PREFIXES = ("module.", "vision_encoder.", "backbone.", "encoder.")  # stripped, repeatedly
 DROPPED = ("clip_decoder.", "final_clip_decoder.", "text_encoder.", "vision_proj.", "text_proj.",
@@ -431,15 +450,15 @@ def remap_state_dict(sd):
 
 
 def checkpoint_grid(n_tokens, saved_grid=None, frames=None):
-    """The (T, h, w) patch grid of a position table with `n_tokens` rows (cls included), never guessed:
-    the grid a checkpoint of this project saved (its config), else the official files' 16 x 16 per
-    frame (224 px, patch 14) when the count allows it, else `frames` when given. A count with
-    several readings is an error that lists them."""
+    """The (T, h, w) patch grid of a position table with `n_tokens` rows (cls included), never
+    guessed: the grid saved with the weights, else the official files' 16 x 16 per frame (224 px,
+    patch 14) when the count allows it, else `frames` when given, else the one square-grid reading
+    of the count if it has only one. A count with several readings is an error that lists them."""
     n = n_tokens - 1
     if saved_grid is not None:
         if math.prod(saved_grid) != n:
-            raise ValueError(f"pos_embed has {n} patch rows, but the saved geometry {tuple(saved_grid)} needs "
-                             f"{math.prod(saved_grid)}")
+            raise ValueError(f"pos_embed has {n} patch rows, but the saved geometry "
+                             f"{tuple(saved_grid)} needs {math.prod(saved_grid)}")
         return tuple(saved_grid)
     if n % 256 == 0:
         return n // 256, 16, 16
@@ -448,20 +467,22 @@ def checkpoint_grid(n_tokens, saved_grid=None, frames=None):
         if frames * side * side != n:
             raise ValueError(f"a pos_embed of {n} patch rows is not {frames} frames of a square grid")
         return frames, side, side
-    readings = [f"{n // (s * s)} x {s} x {s}" for s in range(2, math.isqrt(n) + 1) if n % (s * s) == 0]
-    raise ValueError(f"a pos_embed of {n_tokens} tokens is not the official 16 x 16 per frame, and the file "
-                     f"carries no geometry; it reads as {' or '.join(readings) or 'no square grid'} (frames x h x w): "
-                     f"give its frame count (train.py / predict.py --ckpt-frames)")
+    readings = [(n // (s * s), s, s) for s in range(2, math.isqrt(n) + 1) if n % (s * s) == 0]
+    if len(readings) == 1:
+        return readings[0]
+    raise ValueError(f"a pos_embed of {n_tokens} tokens is not the official 16 x 16 per frame, and "
+                     f"no geometry came with it; it reads as "
+                     f"{' or '.join(' x '.join(map(str, r)) for r in readings) or 'no square grid'} "
+                     f"(frames x h x w): give its frame count (train.py / predict.py --ckpt-frames)")
 
 
-def resize_pos_embed(pos, grid, src_grid=None):
-    """(1, 1 + T*h*w, D) on `src_grid` (T, h, w) (default: checkpoint_grid's reading) -> (1, 1 + t*h'*w', D)
-    on `grid` (t, h', w'): linear in time, then bicubic in space per frame, both with align_corners
-    False; the cls row is kept."""
+def resize_pos_embed(pos, grid, src_grid):
+    """(1, 1 + T*h*w, D) on `src_grid` (T, h, w) -> (1, 1 + t*h'*w', D) on `grid` (t, h', w'): linear
+    in time, then bicubic in space per frame, both with align_corners False; the cls row is kept."""
     t, h, w = grid
     cls, patch = pos[:, :1], pos[:, 1:].float()
     D = pos.shape[-1]
-    T0, h0, w0 = src_grid or checkpoint_grid(pos.shape[1])
+    T0, h0, w0 = src_grid
     x = patch.reshape(1, T0, h0 * w0, D).permute(0, 2, 3, 1).reshape(1, h0 * w0 * D, T0)
     if T0 != t:
         x = F.interpolate(x, size=t, mode="linear", align_corners=False)
@@ -481,71 +502,25 @@ def read_checkpoint(path, trust=False):
             raise ValueError(f"{path}: not a torch checkpoint (neither a zip archive nor a pickle)")
         return torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as e:
-        raise ValueError(f"{path}: holds objects other than tensors (e.g. arguments or optimizer state saved "
-                         f"by DeepSpeed), so the safe weights_only load refused it. If you trust the file, pass "
-                         f"trust=True (train.py / predict.py: --trust-ckpt).\n{e}") from None
+        raise ValueError(f"{path}: holds objects other than tensors (e.g. arguments or optimizer state "
+                         f"saved by DeepSpeed), so the safe weights_only load refused it. If you trust "
+                         f"the file, pass trust=True (train.py / predict.py: --trust-ckpt).\n{e}") from None
     except (OSError, RuntimeError, EOFError) as e:
         raise ValueError(f"{path}: cannot be read as a torch checkpoint ({e})") from None
 
 
-def unwrap_checkpoint(ckpt, which="student"):
-    """(weights, saved grid or None, saved config or None) of a loaded file. A training checkpoint of
-    this project (a dict with `config` and `student` / `teacher`) gives its `which` entry, the geometry
-    and the fields of its `{which}_config` (None for the CNN); anything else is an official file."""
-    if not (isinstance(ckpt, dict) and "config" in ckpt and ("student" in ckpt or "teacher" in ckpt)):
-        return ckpt, None, None
-    if not ckpt.get(which):
-        raise ValueError(f"holds no {which} weights")
-    if ckpt.get(f"{which}_partial"):
-        raise ValueError(f"holds only the trainable part of its {which}; the rest came from "
-                         f"{ckpt['config'].get(which + '_ckpt')}: load that file instead")
-    cfg = ckpt.get(f"{which}_config")
-    grid = None
-    if cfg:
-        side = cfg["img_size"] // cfg["patch_size"]
-        grid = (cfg["num_frames"] // cfg["tubelet_size"], side, side)
-    return ckpt[which], grid, cfg
+def load_internvideo2(model, ckpt, strict=True, trust=False, grid=None, frames=None):
+    """Load weights into `model`, a VideoViT, and return a report; the one loader of this file.
 
-
-def config_of(sd, **overrides):
-    """The named size (CONFIGS) whose width and depth match an official state dict, with `overrides`."""
-    sd, _ = remap_state_dict(sd)
-    if "cls_token" not in sd:
-        raise ValueError(f"no cls_token: not an InternVideo2 vision encoder (keys: {sorted(sd)[:5]} ...)")
-    dim, depth = sd["cls_token"].shape[-1], len({k.split(".")[1] for k in sd if k.startswith("blocks.")})
-    for cfg in CONFIGS.values():
-        if (cfg.embed_dim, cfg.depth) == (dim, depth):
-            return replace(cfg, **overrides)
-    raise ValueError(f"no known InternVideo2 size has width {dim} and depth {depth}")
-
-
-def load_weights(model, path, which="student", trust=False, frames=None, ckpt=None):
-    """The one way this project loads weights: an official InternVideo2 file (any published wrapping,
-    through load_internvideo2) or a training checkpoint of this project (its `which` entry, at the
-    geometry it saved) into `model`, a VideoViT or ConvVQA. `frames`: the frame count of a position
-    table that has no official shape and no saved geometry. `ckpt`: the file's contents when already
-    read (read_checkpoint). Returns load_internvideo2's report; anything that does not fit is a
-    ValueError naming the file."""
-    try:
-        sd, grid, _ = unwrap_checkpoint(read_checkpoint(path, trust) if ckpt is None else ckpt, which)
-        if isinstance(model, VideoViT):
-            return load_internvideo2(model, sd, src_grid=grid, src_frames=frames)
-        model.load_state_dict(sd)  # the CNN student: this project's own keys, strictly
-        return dict(loaded=sorted(sd), dropped=[], resized=[], left_at_init=[])
-    except (ValueError, RuntimeError) as e:
-        raise ValueError(f"{path}: {e}" if not str(e).startswith(str(path)) else str(e)) from None
-
-
-def load_internvideo2(model, ckpt, strict=True, trust=False, src_grid=None, src_frames=None):
-    """Load an official InternVideo2 file (or this project's weights) into `model`, a VideoViT.
-
-    ckpt: a path or an already loaded dict. Files are read with weights_only=True; one that
-    needs full unpickling raises unless trust=True. Every backbone key must load: anything
-    missing, unexpected or mis-shaped raises one error listing all of them (strict=False:
-    reported instead). `head.*` and `fc_norm.*` may be absent or of another shape (a 710-class
-    head): they stay at init. The position table is resized from its grid (checkpoint_grid, with
-    src_grid / src_frames). Returns a report dict: loaded, dropped, resized, left_at_init (and, with
-    strict=False, missing / unexpected / mismatched).
+    ckpt: a path or an already read dict: an official InternVideo2 file in any published wrapping
+    (read with weights_only=True; one that needs full unpickling raises unless trust=True), or a
+    state dict of this model. Every backbone key must load: anything missing, unexpected or
+    mis-shaped raises one error listing all of them (strict=False: reported instead). `head.*` and
+    `fc_norm.*` may be absent or of another shape (a 710-class head): they stay at init. The position
+    table is resized from its real grid (checkpoint_grid: `grid` saved with the weights, `frames`
+    its frame count). A model built on the meta device (no memory, no random init) takes the file's
+    tensors as its parameters; what stays at init is then initialised. Returns dict(loaded, dropped,
+    resized, left_at_init) (and, with strict=False, missing / unexpected / mismatched).
     """
     where = ckpt if isinstance(ckpt, str) else "state dict"
     if not isinstance(ckpt, dict):
@@ -553,44 +528,32 @@ def load_internvideo2(model, ckpt, strict=True, trust=False, src_grid=None, src_
     sd, dropped = remap_state_dict(ckpt)
     own = model.state_dict()
     report = dict(loaded=[], dropped=dropped, resized=[], left_at_init=[])
-    if "pos_embed" in sd:  # same shape and no geometry given: the same grid; else its real grid, resized
+    missing = [k for k in own if k not in sd and not k.startswith(OPTIONAL)]
+    unexpected = [k for k in sd if k not in own]
+    mismatched = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in sd
+                  if k in own and sd[k].shape != own[k].shape and not k.startswith(OPTIONAL)
+                  and not (k == "pos_embed" and sd[k].shape[-1] == own[k].shape[-1])]  # resized
+    report["left_at_init"] = [k for k in own if k.startswith(OPTIONAL)
+                              and (k not in sd or sd[k].shape != own[k].shape)]
+    problems = [f"missing: {k}" for k in missing] + [f"unexpected: {k}" for k in unexpected] + \
+               [f"mis-shaped: {m}" for m in mismatched]
+    if problems and strict:
+        raise ValueError(f"{where} does not fit {type(model).__name__}({model.cfg}):\n  "
+                         + "\n  ".join(problems))
+    if problems:
+        report.update(missing=missing, unexpected=unexpected, mismatched=mismatched)
+    if "pos_embed" in sd and sd["pos_embed"].shape[-1] == own["pos_embed"].shape[-1]:
         old = tuple(sd["pos_embed"].shape)
-        known = src_grid or src_frames
-        src = checkpoint_grid(old[1], src_grid, src_frames) if known or old != own["pos_embed"].shape else model.grid
+        src = checkpoint_grid(old[1], grid, frames)
         if tuple(src) != model.grid:
             sd["pos_embed"] = resize_pos_embed(sd["pos_embed"], model.grid, src)
             report["resized"].append(f"pos_embed {old} on a {' x '.join(map(str, src))} grid -> "
                                      f"{tuple(sd['pos_embed'].shape)}")
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    mismatched = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
-                  for k in sd if k in own and sd[k].shape != own[k].shape]
-    for k in own:
-        if k.startswith(OPTIONAL) and (k not in sd or sd[k].shape != own[k].shape):
-            report["left_at_init"].append(k)
-            sd.pop(k, None)
-    missing = [k for k in missing if not k.startswith(OPTIONAL)]
-    mismatched = [m for m in mismatched if not m.startswith(OPTIONAL)]
-    problems = [f"missing: {k}" for k in missing] + [f"unexpected: {k}" for k in unexpected] + \
-               [f"mis-shaped: {m}" for m in mismatched]
-    if problems and strict:
-        raise ValueError(f"{where} does not fit {type(model).__name__}({model.cfg}):\n  " + "\n  ".join(problems))
-    if problems:
-        report.update(missing=missing, unexpected=unexpected, mismatched=mismatched)
-    bad = set(unexpected) | {m.split(":")[0] for m in mismatched}
-    sd = {k: v for k, v in sd.items() if k not in bad}
-    model.load_state_dict(sd, strict=False)
+    sd = {k: v.to(own[k].dtype) for k, v in sd.items()
+          if k in own and v.shape == own[k].shape}  # a bf16 file trains in the model's dtype
+    on_meta = any(p.is_meta for p in model.parameters())
+    model.load_state_dict(sd, strict=False, assign=on_meta)  # assign: the tensors become the weights
+    if on_meta:
+        model.materialise()
     report["loaded"] = sorted(sd)
     return report
-
-
-def format_report(report):
-    """One readable paragraph of a load report, for train.py's log."""
-    lines = [f"loaded {len(report['loaded'])} tensors, dropped {len(report['dropped'])} keys"]
-    lines += [f"resized {r}" for r in report["resized"]]
-    if report["left_at_init"]:
-        lines.append("left at init (trained from scratch): " + ", ".join(report["left_at_init"]))
-    for kind in ("missing", "unexpected", "mismatched"):
-        if report.get(kind):
-            lines.append(f"NOT LOADED ({kind}): " + ", ".join(report[kind]))
-    return "\n".join(lines)

@@ -8,45 +8,43 @@ The score of a video is the mean over deterministic test clips (evenly spaced, c
 on the scale of the training labels (this project's checkpoints store it; for an official
 file it is the raw model output unless --label-range is given). A video that cannot be read
 gets an `error:` line on stderr naming it; the others are still scored, and the exit status
-is 1 at the end. Reads every file data.read_clip reads (any ffmpeg container, raw .yuv).
+is 1 at the end. Reads every file video.read_clip reads (any ffmpeg container, raw .yuv).
+On a GPU a checkpoint of this project runs in the autocast dtype it was trained with, as its
+evaluation did; on a CPU in float32.
 """
 import argparse
 import csv
 import os
 import sys
-from dataclasses import replace
 
 import torch
 
 import data
-from model import ConvVQA, VideoViT, ViTConfig, config_of, load_weights, read_checkpoint, unwrap_checkpoint
+import runtime
+
+AUTHORS = dict(frames=8, size=224, stride=4, clips=4, fragments=0, resize=True)  # their test clips
 
 
 def load_model(path, which, args):
-    """(model, label range, clip geometry) from this project's checkpoint or an official regressor file,
-    through model.py's one loading path (load_weights)."""
+    """(model, label range, clip geometry, autocast dtype) of this project's checkpoint (the clips
+    it was evaluated on) or of an official regressor file (the authors' test clips), through the
+    loading path train.py uses (runtime.read_model)."""
+    shape = {k: v for k, v in (("num_frames", args.frames), ("img_size", args.size)) if v}
     try:
-        ckpt = read_checkpoint(path, args.trust_ckpt)
-        sd, _, cfg = unwrap_checkpoint(ckpt, which)
-        ours = sd is not ckpt
-        geometry = dict(frames=8, size=224, stride=4, clips=4, fragments=0, resize=True)  # the authors' test clips
-        if ours:
-            c = ckpt["config"]
-            geometry = dict(frames=c["frames"], size=c["size"], stride=c["stride"], clips=c["test_clips"],
-                            fragments=c["fragments"], resize=c.get("resize", False))
-        geometry.update({k: v for k, v in (("frames", args.frames), ("size", args.size)) if v})
-        shape = dict(num_frames=geometry["frames"], img_size=geometry["size"])
-        if ours and cfg is None:
-            model = ConvVQA()
-        else:
-            model = VideoViT(replace(ViTConfig(**cfg), **shape) if ours else config_of(sd, **shape))
-        report = load_weights(model, path, which, frames=args.ckpt_frames, ckpt=ckpt)
+        model, ckpt, report = runtime.read_model(path, which, args.trust_ckpt, args.ckpt_frames, **shape)
     except ValueError as e:
         sys.exit(f"error: {e}")
-    if not ours and report["left_at_init"]:
-        sys.exit(f"{path}: has no regression head ({', '.join(report['left_at_init'])} missing or of "
-                 f"another shape): it is a backbone, not a quality model")
-    return model, tuple(ckpt["label_range"]) if ours else (0.0, 1.0), geometry
+    geometry, dtype, label_range = dict(AUTHORS), "bf16", (0.0, 1.0)
+    if runtime.is_ours(ckpt):
+        c = ckpt["config"]
+        geometry = dict(frames=c["frames"], size=c["size"], stride=c["stride"], clips=c["test_clips"],
+                        fragments=c["fragments"], resize=c["resize"])
+        dtype, label_range = c["dtype"], tuple(ckpt["label_range"])
+    elif report["left_at_init"]:
+        sys.exit(f"{path}: has no regression head ({', '.join(report['left_at_init'])} missing or "
+                 f"of another shape): it is a backbone, not a quality model")
+    geometry.update({k: v for k, v in (("frames", args.frames), ("size", args.size)) if v})
+    return model, label_range, geometry, dtype
 
 
 def main():
@@ -65,10 +63,12 @@ def main():
     p.add_argument("--trust-ckpt", action="store_true", help="allow full unpickling of the checkpoint file")
     args = p.parse_args()
 
-    model, (lo, hi), geo = load_model(args.ckpt, args.which, args)
+    model, (lo, hi), geo, dtype = load_model(args.ckpt, args.which, args)
     lo, hi = args.label_range or (lo, hi)
+    device = torch.device(args.device)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype) if device.type == "cuda" else None
     geo.update({k: v for k, v in (("stride", args.stride), ("clips", args.clips)) if v})
-    model.to(args.device).eval()
+    model.to(device).eval()
     paths = list(args.videos)
     if args.csv:  # only a `path` column is needed; missing files get their error line below
         with open(args.csv, newline="") as f:
@@ -87,8 +87,8 @@ def main():
             ds = data.VideoDataset([item], train=False, frames=geo["frames"], size=geo["size"], stride=geo["stride"],
                                    clips=geo["clips"], fragments=geo["fragments"], resize=geo["resize"],
                                    label_range=(lo, hi))
-            clips = ds[0][0].to(args.device)  # (clips, 3, T, S, S)
-            with torch.no_grad():
+            clips = data.normalise(ds[0][0].to(device))  # (clips, 3, T, S, S)
+            with torch.no_grad(), torch.autocast(device.type, dtype, enabled=dtype is not None):
                 score = model(clips).float().mean().item()
             print(f"{path},{lo + (hi - lo) * score:.9g}", flush=True)
         except (OSError, ValueError, RuntimeError) as e:

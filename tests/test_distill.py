@@ -7,8 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from distill import (Distiller, build_optimizer, freeze_teacher, frozen_prefix, saved_tensor_bytes,
-                     teacher_features)
+from distill import Distiller, build_optimizer, freeze_teacher, frozen_prefix, teacher_features
 from model import ConvVQA, VideoViT, ViTConfig
 
 
@@ -53,6 +52,19 @@ def test_trainable_choices(trainable, prefix, n_trainable_blocks):
     assert t.pos_embed.requires_grad == (trainable in ("last+embed", "all"))
     with pytest.raises(ValueError, match="trainable must be one of"):
         freeze_teacher(t, "first")
+
+
+def saved_tensor_bytes(fn):
+    """(fn(), bytes of the distinct storages autograd saved for backward while it ran)."""
+    seen = {}
+
+    def pack(t):
+        seen[(t.untyped_storage().data_ptr(), str(t.device))] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, sum(seen.values())
 
 
 def test_teacher_features_equal_the_plain_forward():

@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from model import (CONFIGS, ConvVQA, VideoViT, ViTConfig, checkpoint_grid, config_of, count_params, dct_patch_init,
-                   flops_per_clip, load_internvideo2, load_weights, remap_state_dict, sincos_pos_embed)
+from model import (CONFIGS, ConvVQA, VideoViT, ViTConfig, checkpoint_grid, dct_patch_init, flops_per_clip,
+                   load_internvideo2, remap_state_dict, sincos_pos_embed)
+from runtime import config_of, load_weights
 
 
 def tiny(**kw):
@@ -58,7 +59,7 @@ def test_official_sizes_on_meta_device(name, keys, params_m):
     with torch.device("meta"):
         sd = VideoViT(CONFIGS[name]).state_dict()
     assert len(sd) == keys
-    assert abs(count_params(CONFIGS[name]) / 1e6 - params_m) < 0.1
+    assert abs(sum(v.numel() for v in sd.values()) / 1e6 - params_m) < 0.1
     assert sd["pos_embed"].shape == (1, 2049, CONFIGS[name].embed_dim)
     assert sd["patch_embed.proj.weight"].shape == (CONFIGS[name].embed_dim, 3, 1, 14, 14)
     if name == "1b":
@@ -195,7 +196,7 @@ def official_file(source, frames=None):
 
 
 def test_official_layout_loads_and_reproduces_outputs():
-    cfg = tiny()
+    cfg = tiny(img_size=224)  # official files: 16 x 16 patches a frame
     source, target = randomize(VideoViT(cfg), 1).eval(), VideoViT(cfg).eval()
     report = load_internvideo2(target, official_file(source))
     assert len(report["loaded"]) == len(source.state_dict())
@@ -239,8 +240,8 @@ def test_spatial_resize_is_bicubic_per_frame():
 
 
 def test_classifier_head_is_left_at_init_and_reported():
-    cfg = tiny()
-    source = randomize(VideoViT(tiny(num_outputs=710)))
+    cfg = tiny(num_frames=2)  # 8 patch rows: only 2 x 2 x 2 reads them
+    source = randomize(VideoViT(tiny(num_frames=2, num_outputs=710)))
     target = VideoViT(cfg)
     head_before = target.head.weight.clone()
     report = load_internvideo2(target, source.state_dict())
@@ -253,7 +254,7 @@ def test_classifier_head_is_left_at_init_and_reported():
 
 
 def test_missing_unexpected_and_misshaped_keys_raise_one_error_listing_all():
-    cfg = tiny()
+    cfg = tiny(num_frames=2)  # 8 patch rows: only 2 x 2 x 2 reads them
     sd = VideoViT(cfg).state_dict()
     del sd["blocks.1.attn.k_norm.weight"]
     sd["blocks.0.mlp.fc1.weight"] = torch.zeros(7, 64)
@@ -269,7 +270,7 @@ def test_missing_unexpected_and_misshaped_keys_raise_one_error_listing_all():
 
 
 def test_file_with_non_tensor_objects_needs_trust(tmp_path):
-    cfg = tiny()
+    cfg = tiny(num_frames=2)  # 8 patch rows: only 2 x 2 x 2 reads them
     source = randomize(VideoViT(cfg))
     path = tmp_path / "deepspeed.pt"
     torch.save({"module": source.state_dict(), "args": argparse.Namespace(lr=1e-3)}, path)
@@ -301,6 +302,30 @@ def test_dct_patch_init_is_the_orthonormal_2d_dct_of_each_channel():
     flat = torch.ones(1, 3, 2, 14, 14, dtype=torch.float64)  # a flat patch excites only the DC filters
     resp = F.conv3d(flat, conv.weight.double(), stride=conv.stride).flatten()
     assert resp[:3].abs().min() > 0.1 and resp[3:].abs().max() < 1e-6 * resp[:3].abs().min()  # float32 weights
+
+
+def test_a_bare_table_of_the_models_size_is_not_guessed_either():
+    """A state dict without geometry whose table has the model's row count: 72 patch rows read as
+    2 x 6 x 6 or 8 x 3 x 3, so it needs a frame count; with it, it is resized from its real grid."""
+    source = randomize(VideoViT(tiny(num_frames=2, img_size=84)), 4)  # 2 x 6 x 6
+    target = VideoViT(tiny(num_frames=8, img_size=42))  # 8 x 3 x 3: the same 72 rows
+    with pytest.raises(ValueError, match=r"8 x 3 x 3 or 2 x 6 x 6.*--ckpt-frames"):
+        load_internvideo2(target, source.state_dict())
+    report = load_internvideo2(target, source.state_dict(), frames=2)
+    assert report["resized"] == ["pos_embed (1, 73, 64) on a 2 x 6 x 6 grid -> (1, 73, 64)"]
+    # by hand: 2 -> 8 frames linear (align_corners False: frame j samples j / 4 - 3 / 8, clamped),
+    # then 6 x 6 -> 3 x 3 bicubic per frame
+    src = source.pos_embed[0, 1:].detach().reshape(2, 6, 6, 64)
+    pos = (torch.arange(8) + 0.5) / 4 - 0.5
+    w = pos.clamp(0, 1)[:, None, None, None]
+    timed = (1 - w) * src[0] + w * src[1]  # (8, 6, 6, 64)
+    spatial = F.interpolate(timed.permute(0, 3, 1, 2), size=(3, 3), mode="bicubic", align_corners=False)
+    torch.testing.assert_close(target.pos_embed[0, 1:], spatial.permute(0, 2, 3, 1).reshape(72, 64))
+    assert torch.equal(target.pos_embed[0, 0], source.pos_embed[0, 0])
+    single = randomize(VideoViT(tiny(num_frames=1, img_size=98)), 5)  # 49 rows: only 1 x 7 x 7
+    again = VideoViT(tiny(num_frames=1, img_size=98))
+    assert load_internvideo2(again, single.state_dict())["resized"] == []
+    assert torch.equal(again.pos_embed, single.pos_embed)
 
 
 def test_a_position_table_grid_is_never_guessed():
