@@ -199,7 +199,7 @@ def cached_frames(path, cache, short_side, info=None, **yuv):
     path, stat = str(path), os.stat(path)
     raw = yuv_format(path, **yuv)[:3] if is_yuv(path) else None  # width, height, bit depth
     key = repr((os.path.realpath(path), stat.st_size, stat.st_mtime_ns, int(short_side), raw, SWS))
-    name = os.path.splitext(os.path.basename(path))[0]
+    name = os.path.splitext(os.path.basename(os.path.realpath(path)))[0]
     entry = os.path.join(cache, f"{name}.{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy")
     if not os.path.exists(entry):
         info = info or probe(path, **yuv)
@@ -267,7 +267,8 @@ class VideoDataset(torch.utils.data.Dataset):
         the resized geometry (267 kB a 16:9 frame at 224); probes the videos not probed yet."""
         todo = {it["path"]: it for it in self.items if it["path"] not in self.info}  # each file once
         self.info.update(zip(todo, check_videos(list(todo.values()))))
-        infos = [self.info[path] for path in {it["path"] for it in self.items}]
+        files = {os.path.realpath(it["path"]): it["path"] for it in self.items}  # links: one file
+        infos = [self.info[path] for path in files.values()]
         frame_bytes = [3 * math.prod(resized_size(i["height"], i["width"], self.size)) for i in infos]
         return max(frame_bytes), sum(b * i["frames"] for b, i in zip(frame_bytes, infos))
 

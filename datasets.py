@@ -234,13 +234,15 @@ OFFICIAL_TEST_SOURCES = {  # the authors' fixed test contents: docs/reference.md
 
 
 def official_split(items, dataset):
-    """(train_items, test_items) with the InternVQA authors' fixed test sources; for the toy set its
-    own fixed `split` column (every 4th content, the ones also encoded with VVC in toy_vvc.csv)."""
-    if dataset == "toy":
+    """(train_items, test_items) with the InternVQA authors' fixed test sources; for the toy set and
+    a CSV list, their own `split` column of train/test (the toy set's: every 4th content, the ones
+    also encoded with VVC in toy_vvc.csv; a list may be all train, evaluated with --test-labels)."""
+    if dataset in ("toy", "csv"):
         bad = [it["path"] for it in items if it.get("split") not in ("train", "test")]
         if bad:
-            raise ValueError(f"toy split: {len(bad)} items have no 'split' column of train/test, "
-                             f"e.g. {bad[0]}")
+            raise ValueError(f"{dataset} split: {len(bad)} items have no 'split' column of "
+                             f"train/test, e.g. {bad[0]}" + ("; or use --split random"
+                                                            if dataset == "csv" else ""))
         return ([it for it in items if it["split"] == "train"],
                 [it for it in items if it["split"] == "test"])
     if dataset not in OFFICIAL_TEST_SOURCES:

@@ -56,7 +56,8 @@ PAPER = dict(teacher="1b", pretrain=0, frames=8, size=224, stride=4, resize=True
              drop_path=0.1, init_values=1e-5, patch_init="normal", dtype="bf16",
              teacher_dtype="bf16", workers=8, log_every=20, split="official")
 # The teacher stage: this script, the teacher alone on the corpus, with the run's model settings.
-STAGE = ["--profile", "quick", "--student", "none", "--epochs", "1", "--warmup", "0.1"]
+STAGE = ["--profile", "quick", "--student", "none", "--pretrain", "0", "--epochs", "1",
+         "--warmup", "0.1"]
 TO_STAGE = ("teacher", "frames", "size", "stride", "init_values", "patch_init", "dtype", "seed")
 NEEDS = {"csv": ["labels"], "waterloo4k": ["data_root"],
          "bvihd": ["data_root", "labels", "yuv_fps", "yuv_bit_depth"]}
@@ -323,7 +324,7 @@ def build_models(args, mean_target):
         teacher = vit(args, args.teacher, args.init_values, 0.0, bool(args.teacher_ckpt))
         if not args.teacher_ckpt or load(teacher, args.teacher_ckpt, "teacher", args):
             fresh.append(teacher)
-        if not args.teacher_ckpt:
+        if not args.teacher_ckpt and args.student != "none":
             print0("teacher: NO CHECKPOINT, randomly initialised. Its frozen blocks are random\n"
                    "  features, so distillation transfers no prior knowledge; it is a regularizer\n"
                    "  at best. Pass --teacher-ckpt (official InternVideo2) or, on toy data, --pretrain.")
@@ -433,14 +434,14 @@ def train(args, profile_name):
         lo, hi = datasets.label_range(args.data, train_items)
         memo = os.path.join(args.cache or args.out, "probes.json")  # unchanged files: not read again
         probes = runtime.on_master(lambda: data.check_videos(train_items + test_items, memo=memo))
+        info = {it["path"]: p for it, p in zip(train_items + test_items, probes)}
+        count = lambda its: f"{len(its)} videos ({len({it['source'] for it in its})} sources)"
+        print0(f"data: {args.data}, train {count(train_items)}, test {count(test_items)}, labels "
+               f"{lo:g}..{hi:g} -> targets 0..1; every video checked in {time.time() - t0:.0f}s")
         if args.pretrain and not args.teacher_ckpt and args.teacher != "none":
             args.teacher_ckpt = teacher_stage(args, test_items)
     except (OSError, ValueError, RuntimeError) as e:  # RuntimeError: ffmpeg's, in a toy build
         raise SystemExit(f"train.py: {e}") from None
-    info = {it["path"]: p for it, p in zip(train_items + test_items, probes)}
-    count = lambda its: f"{len(its)} videos ({len({it['source'] for it in its})} sources)"
-    print0(f"data: {args.data}, train {count(train_items)}, test {count(test_items)}, labels "
-           f"{lo:g}..{hi:g} -> targets 0..1; every video checked in {time.time() - t0:.0f}s")
     geometry = dict(frames=args.frames, size=args.size, stride=args.stride, label_range=(lo, hi),
                     fragments=args.fragments, resize=args.resize, cache=args.cache, info=info)
     train_set = data.VideoDataset(train_items, train=True, seed=args.seed, **geometry)

@@ -202,14 +202,17 @@ def test_official_split_matches_sources_in_any_case():
     assert [it["source"] for it in train] == ["Flowers"]
 
 
-def test_toy_split_is_its_split_column():
+@pytest.mark.parametrize("dataset", ["toy", "csv"])
+def test_toy_and_csv_split_is_their_split_column(dataset):
     items = [dict(path=f"{i}.mp4", mos=1.0, source=f"s{i // 2}", split=s)
              for i, s in enumerate(["train", "train", "test", "test", "train", "train"])]
-    train, test = datasets.official_split(items, "toy")
+    train, test = datasets.official_split(items, dataset)
     assert [it["path"] for it in test] == ["2.mp4", "3.mp4"]
     assert [it["path"] for it in train] == ["0.mp4", "1.mp4", "4.mp4", "5.mp4"]
     with pytest.raises(ValueError, match="1 items have no 'split' column"):
-        datasets.official_split(items + [dict(path="x.mp4", mos=1.0, source="x")], "toy")
+        datasets.official_split(items + [dict(path="x.mp4", mos=1.0, source="x")], dataset)
+    everything = [dict(it, split="train") for it in items]  # a pre-training corpus: all train
+    assert datasets.official_split(everything, dataset) == (everything, [])
 
 
 def test_splits_share_no_source():
@@ -232,8 +235,10 @@ def test_splits_share_no_source():
     for fraction in (0, 1, 1.5):
         with pytest.raises(ValueError, match=r"test_fraction must be in \(0, 1\)"):
             datasets.split_by_source(items, fraction)
-    with pytest.raises(ValueError, match="no official split"):
+    with pytest.raises(ValueError, match="no 'split' column.*--split random"):
         datasets.official_split(items, "csv")
+    with pytest.raises(ValueError, match="no official split"):
+        datasets.official_split(items, "kadid")
     with pytest.raises(ValueError, match="0 test"):
         datasets.official_split(items, "bvihd")
 

@@ -1,24 +1,32 @@
 """Tests for toy.py on its tiny variant: columns and files, labels falling with the level, cache hit,
 byte-identical rebuild, and failed, empty or short encodes that leave no complete set. Then a set
 built from own sources (three tiny videos made here: mp4, mkv, raw .yuv), the bad-source errors,
-the up-front ffmpeg check and the progress lines.
+the up-front ffmpeg check and the progress lines. Then the pre-training corpus: its draws
+(deterministic, extendable, rendering like the toy set's graphs, disjoint from the 12 test
+contents by each of its three rules), build_once (cache, stale, failed and concurrent builds) and
+a tiny corpus build (labels, cache hit, rebuild on any change, interruption, byte-identical).
 
 Run from the repository root:  python -m pytest -q tests/test_toy.py
 """
 import csv
 import filecmp
 import os
+import pathlib
 import re
+import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
+import contents
 import datasets
 import toy
 from video import probe, read_clip
 
 COLUMNS = ["path", "mos", "source", "codec", "level", "split", "reference"]
+CORPUS_COLUMNS = ["path", "mos", "source", "codec", "level", "split", "reference"]
 
 
 def read(path):
@@ -283,3 +291,338 @@ def test_missing_encoders_and_filters_are_one_error_before_building(tmp_path, mo
     with pytest.raises(RuntimeError, match=r"lacks encoders: libaom-av1; filters: libvmaf, life\."):
         toy.make_toy_dataset(tmp_path / "tiny", tiny=True)
     assert os.listdir(tmp_path) == []
+
+
+# -----------------------------------------------------------------------------
+# the pre-training corpus: its draws
+
+SEEDED = {"noise": "all_seed", "life": "seed", "cellauto": "seed", "sierpinski": "seed",
+          "perlin": "random_seed"}  # generators whose pictures a seed decides
+
+
+def filters(graph):
+    """(name, {option: value}) of each filter of a lavfi graph; quoted expressions kept whole."""
+    parts = re.split(r"[,;](?=(?:[^']*'[^']*')*[^']*$)", graph)  # separators outside '...'
+    out = []
+    for part in parts:
+        name, _, opts = re.sub(r"\[\w+\]", "", part).partition("=")
+        pairs = re.split(r":(?=(?:[^']*'[^']*')*[^']*$)", opts) if opts else []
+        out.append((name, dict(p.split("=", 1) for p in pairs if "=" in p)))
+    return out
+
+
+def seeds(graph):
+    return [int(o[SEEDED[n]]) for n, o in filters(graph) if n in SEEDED and SEEDED[n] in o]
+
+
+def test_draw_contents_is_deterministic_and_extends():
+    first = contents.draw_contents(60)
+    assert first == contents.draw_contents(60)
+    assert list(first.items())[:10] == list(contents.draw_contents(10).items())  # a prefix, not a redraw
+    numbers = [re.fullmatch(r"([a-z]+)_(\d{4})", n)[2] for n in first]
+    assert numbers == [f"{i:04d}" for i in range(60)]
+    assert {n.split("_")[0] for n in list(first)[:14]} == set(contents.FAMILIES)  # every family, early
+    other = contents.draw_contents(60, seed=1)
+    assert not set(other.values()) & set(first.values())
+
+
+def render(graph, folder, frames=2):
+    """Render `frames` frames of a graph as ffmpeg sees it: its frame header and grey pixels."""
+    args = ["-f", "lavfi", "-i", graph, "-map", "0:v", "-frames:v", str(frames), "-f", "framemd5",
+            "head.txt", "-map", "0:v", "-frames:v", str(frames), "-pix_fmt", "gray", "-f",
+            "rawvideo", "grey.raw"]
+    os.makedirs(folder)
+    ok, err = toy.run_ffmpeg(args, folder)
+    assert ok, (graph, err)
+    head = (pathlib.Path(folder) / "head.txt").read_text()
+    return head, np.fromfile(os.path.join(folder, "grey.raw"), np.uint8)
+
+
+def test_drawn_graphs_render_like_the_toy_sets(tmp_path):
+    graphs = contents.draw_contents(42)  # three rounds of the families
+    toy._check_ffmpeg((), graphs.values())  # every filter named is in the bundled ffmpeg
+    with ThreadPoolExecutor(2) as pool:
+        out = list(pool.map(render, graphs.values(), [tmp_path / n for n in graphs]))
+    for name, (head, grey) in zip(graphs, out):
+        assert "#dimensions 0: 176x144" in head and "#tb 0: 1/24" in head, (name, head)
+        assert grey.size == 2 * 176 * 144 and grey.std() > 1, (name, grey.std())  # not a flat frame
+    assert len({grey.tobytes() for _, grey in out}) == len(out)  # no two alike
+
+
+def test_corpus_holds_no_toy_graph(monkeypatch):
+    drawn = list(contents.draw_contents(300).values())
+    assert not set(drawn) & set(toy.TOY_SOURCES.values())
+    # a training content's graph, then another
+    copies = iter([toy.TOY_SOURCES["noise_boil"], "color=gray:s=176x144:r=24"])
+    far = dict(motion="boil", sigma=2.5, contrast=5, speed=0)  # not near any test content
+    monkeypatch.setitem(contents.FAMILIES, "noise", lambda rng: (far, next(copies)))
+    assert contents.draw_contents(1) == {"noise_0000": "color=gray:s=176x144:r=24"}  # the copy refused
+
+
+def test_corpus_seeds_are_not_the_toy_sets():
+    written = [s for g in toy.TOY_SOURCES.values() for s in seeds(g)]
+    assert len(written) == sum(g.count("seed=") for g in toy.TOY_SOURCES.values())  # all 48 read
+    toy_seeds = set(written)
+    assert max(toy_seeds) < contents.CORPUS_SEEDS[0]
+    for name, graph in contents.draw_contents(300).items():
+        for n, o in filters(graph):  # every seeded generator has its seed written out
+            assert n not in SEEDED or SEEDED[n] in o, (name, n)
+        assert all(contents.CORPUS_SEEDS[0] <= s < contents.CORPUS_SEEDS[1] for s in seeds(graph)), name
+        assert not set(seeds(graph)) & toy_seeds, name
+
+
+def near_version(ref, nudge):
+    """A key with every parameter of a TEST_CONTENTS entry at its radius' edge (times nudge)."""
+    key = {}
+    for k, v in ref.items():
+        if isinstance(v, tuple):
+            key[k] = v[0] + (v[1] - v[0]) * 0.9
+        elif isinstance(v, (set, frozenset)):
+            key[k] = sorted(v)[-1]
+        elif isinstance(v, str) or v == 0:
+            key[k] = v
+        else:
+            key[k] = v * nudge
+    return key
+
+
+def test_the_table_is_the_twelve_test_contents():
+    test = {n for i, n in enumerate(toy.TOY_SOURCES) if i % 4 == 3}
+    assert set(contents.TEST_CONTENTS) == test and len(test) == 12
+    generator = dict(mandel="mandelbrot=", life="life=", cellauto="cellauto=", noise="noise=",
+                     perlin="perlin=", sierp="sierpinski=", blend="blend=")
+    for name, (family, _) in contents.TEST_CONTENTS.items():
+        assert generator[family] in toy.TOY_SOURCES[name], name
+
+
+def test_variants_of_test_contents_are_refused_and_redrawn(monkeypatch):
+    for name, (family, ref) in contents.TEST_CONTENTS.items():
+        for nudge in (1.9, 1 / 1.9):  # just inside the factor NEAR = 2, above and below
+            assert contents._variant_of(family, near_version(ref, nudge)) == name, (name, nudge)
+        for k, v in ref.items():  # any one parameter outside the radius: not that content
+            if isinstance(v, (int, float)) and v != 0:
+                assert contents._variant_of(family, dict(near_version(ref, 1), **{k: v * 2.1})) != name
+        assert contents._variant_of("gradient", near_version(ref, 1)) is None  # another family
+    mirrored = dict(x=-1.25, y=-0.21, scale=0.19)  # in the view of -1.25-0.02i, the mirror image
+    assert contents._variant_of("mandel", mirrored) == "mandel_morph"
+    rotated = dict(motion="rotate", sigma=8, contrast=12, speed=0.4)
+    as_layer = dict(layers="geq + noise", parts=[("geq", dict(kind="waves")), ("noise", rotated)])
+    assert contents._variant_of("blend", as_layer) == "noise_coarse_rot"  # a blend over a variant
+    # the draw itself: a variant of noise_coarse_rot (new seed, hue turned, flipped) is redrawn
+    draws = iter([(dict(rotated, sigma=9.5, speed=0.7), "variant"),
+                  (dict(rotated, sigma=20), "far")])
+    monkeypatch.setitem(contents.FAMILIES, "noise", lambda rng: next(draws))
+    assert contents.draw_contents(1) == {"noise_0000": "far"}
+
+
+def test_real_draws_reach_test_contents_and_are_refused():
+    refused = 0
+    for i in range(300):
+        family, key, graph, r = contents._draw(i, 0)
+        assert contents._variant_of(family, key) is None, (i, key)
+        refused += r
+    assert refused > 0  # the families do draw near the test contents: the rule is at work
+
+
+def test_elementary_rules_up_to_mirror_and_negation():
+    assert {contents._ca_class(r) for r in (30, 86, 135, 149)} == {"30"}  # rule 30, mirrored, negated
+    assert contents._ca_class(183) == contents._ca_class(18) == "18" and contents._ca_class(110) != "30"
+    assert contents._ca_class(124) == contents._ca_class(137) == contents._ca_class(193) == "110"
+
+
+@pytest.mark.parametrize("n", [0, -3, 2.5, "10", True, None])
+def test_draw_contents_bad_arguments(n):
+    with pytest.raises(ValueError, match=r"corpus: n must be an integer >= 1, got"):
+        contents.draw_contents(n)
+    with pytest.raises(ValueError, match=r"corpus: seed must be an integer >= 0, got -1"):
+        contents.draw_contents(3, seed=-1)
+
+
+def test_make_corpus_bad_arguments_before_any_ffmpeg(tmp_path, monkeypatch):
+    monkeypatch.setattr(toy, "run_ffmpeg", lambda *a, **k: pytest.fail("must not run ffmpeg"))
+    for bad in (dict(codecs=("vvc",)), dict(codecs=("mpeg2",)), dict(codecs=()),
+                dict(codecs=("h264", "h264")), dict(frames=1), dict(size=(95, 64))):
+        with pytest.raises(ValueError, match="corpus: need codecs from h264, hevc, vp9, avs2, av1"):
+            toy.make_corpus(tmp_path / "c", **dict(dict(contents=2), **bad))
+    with pytest.raises(ValueError, match="corpus: n must be"):
+        toy.make_corpus(tmp_path / "c", contents=0)
+    assert os.listdir(tmp_path) == []
+
+
+# -----------------------------------------------------------------------------
+# build_once
+
+
+def test_build_once_builds_once_and_replaces_another_key(tmp_path):
+    calls = []
+
+    def build(text):
+        def fill(tmp):
+            assert isinstance(tmp, pathlib.Path) and tmp.parent == tmp_path
+            assert not any(tmp.iterdir())
+            calls.append(text)
+            (tmp / "out.txt").write_text(text)
+        return fill
+    root = tmp_path / "thing"
+    assert toy.build_once(str(root), "k1", build("one")) == root  # a str root: a Path back
+    assert toy.build_once(root, "k1", build("two")) == root and calls == ["one"]
+    assert (root / ".complete").read_text() == "k1" and (root / "out.txt").read_text() == "one"
+    toy.build_once(root, "k2", build("three"))
+    assert calls == ["one", "three"] and (root / "out.txt").read_text() == "three"
+    assert (root / ".complete").read_text() == "k2" and os.listdir(tmp_path) == ["thing"]
+    with pytest.raises(TypeError, match="key must be a str"):  # before anything is built
+        toy.build_once(root, 123, lambda tmp: pytest.fail("built with a bad key"))
+
+
+def test_build_once_failure_leaves_root_as_it_was(tmp_path):
+    root = tmp_path / "thing"
+    toy.build_once(root, "k1", lambda tmp: (tmp / "out.txt").write_text("old"))
+
+    def broken(tmp):
+        (tmp / "out.txt").write_text("half")
+        raise KeyboardInterrupt  # an interrupt, not only an error
+    with pytest.raises(KeyboardInterrupt):
+        toy.build_once(root, "k2", broken)
+    assert (root / "out.txt").read_text() == "old" and (root / ".complete").read_text() == "k1"
+    assert os.listdir(tmp_path) == ["thing"]  # no temporary folder left
+    with pytest.raises(KeyboardInterrupt):
+        toy.build_once(tmp_path / "new", "k1", broken)
+    assert os.listdir(tmp_path) == ["thing"]  # no half-built folder under the new name
+
+
+def test_build_once_concurrent_builders(tmp_path, monkeypatch):
+    root = tmp_path / "thing"
+
+    def slow(text, other=None):  # `other` is another process finishing while this one builds
+        def fill(tmp):
+            (tmp / "out.txt").write_text(text)
+            if other:
+                other()
+        return fill
+    # the same key finished first by another builder: it stands, this copy is discarded
+    toy.build_once(root, "k", slow("mine", lambda: toy.build_once(root, "k", slow("theirs"))))
+    assert (root / "out.txt").read_text() == "theirs" and os.listdir(tmp_path) == ["thing"]
+    # another key finished first: stale for this one, so replaced
+    toy.build_once(root, "k2", slow("mine", lambda: toy.build_once(root, "k3", slow("theirs"))))
+    assert (root / "out.txt").read_text() == "mine" and (root / ".complete").read_text() == "k2"
+    # the other builder's rename lands between this one's last look and its own rename
+    real, landed = os.replace, []
+
+    def replace(src, dst):
+        if pathlib.Path(dst) == root and not landed:
+            landed.append(1)
+            toy.build_once(root, "k4", slow("theirs"))
+        return real(src, dst)
+    monkeypatch.setattr(toy.os, "replace", replace)
+    toy.build_once(root, "k4", slow("mine"))
+    assert (root / "out.txt").read_text() == "theirs" and os.listdir(tmp_path) == ["thing"]
+
+
+# -----------------------------------------------------------------------------
+# a tiny corpus build
+
+TINY_CORPUS = dict(contents=4, codecs=("h264",), frames=6)  # about a second
+
+
+@pytest.fixture(scope="module")
+def corpus_build(tmp_path_factory):
+    lines = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(toy, "PROGRESS_EVERY", 1e9)  # only the first and the last line
+        path = toy.make_corpus(tmp_path_factory.mktemp("corpus") / "c", log=lines.append,
+                               **TINY_CORPUS)
+    return path, lines
+
+
+@pytest.fixture(scope="module")
+def corpus(corpus_build):
+    return corpus_build[0]
+
+
+def test_corpus_csv_and_files(corpus):
+    with open(corpus) as f:
+        assert f.readline().strip().split(",") == CORPUS_COLUMNS
+    rows = read(corpus)
+    names = list(contents.draw_contents(4))
+    assert [(r["source"], r["level"]) for r in rows] == [(n, str(lvl)) for n in names
+                                                         for lvl in range(1, 5)]
+    assert {r["codec"] for r in rows} == {"h264"} and not (corpus.parent / "toy_vvc.csv").exists()
+    for r in rows:
+        assert r["path"] == f"h264/{r['source']}_{r['level']}.mp4" and 0 <= float(r["mos"]) <= 100
+        assert r["reference"] == f"ref/{r['source']}.mp4" and r["split"] == "train"
+        assert (corpus.parent / r["path"]).stat().st_size
+    for name in names:
+        info = probe(corpus.parent / f"ref/{name}.mp4")
+        assert (info["frames"], info["width"], info["height"]) == (6, 176, 144), name
+    assert re.fullmatch(r"[0-9a-f]{64}", (corpus.parent / toy.MARKER).read_text())
+    assert sorted(os.listdir(corpus.parent)) == [".complete", "corpus.csv", "h264", "ref"]
+
+
+def test_corpus_labels_fall_as_level_worsens(corpus):
+    means = level_means(read(corpus), "h264")
+    assert means == sorted(means) and len(set(means)) == 4, means
+
+
+def test_corpus_progress_lines(corpus_build):
+    path, lines = corpus_build
+    assert lines[0] == f"corpus: building 4 contents x 4 levels of h264 in {path.parent}", lines
+    assert len(lines) == 2 and re.fullmatch(r"corpus: 4/4 contents, \d+ s", lines[1]), lines
+
+
+def test_corpus_second_call_is_a_cache_hit(corpus, monkeypatch):
+    def no_ffmpeg(*args, **kwargs):
+        raise AssertionError("a cached corpus must not run ffmpeg")
+    monkeypatch.setattr(toy.subprocess, "run", no_ffmpeg)
+    start = time.perf_counter()
+    assert toy.make_corpus(corpus.parent, log=None, **TINY_CORPUS) == corpus
+    assert time.perf_counter() - start < 0.5
+
+
+def test_corpus_any_parameter_change_rebuilds(corpus, tmp_path, monkeypatch):
+    changes = [dict(), dict(contents=5), dict(seed=1), dict(codecs=("av1",)),
+               dict(codecs=("h264", "av1")), dict(frames=7), dict(size=(96, 64))]
+    keys = []
+    with monkeypatch.context() as mp:
+        mp.setattr(toy, "build_once", lambda root, key, build: keys.append(key))
+        for change in changes:
+            toy.make_corpus(tmp_path / "c", log=None, **dict(TINY_CORPUS, **change))
+    assert keys[0] == (corpus.parent / toy.MARKER).read_text()  # the marker holds the key
+    assert len(set(keys)) == len(changes), keys
+    # and a different key does rebuild: a copy of the corpus, then fewer frames
+    shutil.copytree(corpus.parent, tmp_path / "copy")
+    again = toy.make_corpus(tmp_path / "copy", log=None, **dict(TINY_CORPUS, frames=5))
+    assert probe(again.parent / read(again)[0]["reference"])["frames"] == 5
+    assert (again.parent / toy.MARKER).read_text() != keys[0]
+
+
+def test_corpus_interrupted_build_leaves_nothing(corpus, tmp_path, monkeypatch):
+    real, calls = toy._build_source, []
+
+    def third_fails(*args):
+        calls.append(args[0])
+        if len(calls) % 3 == 0:
+            raise RuntimeError("injected failure mid-build")
+        return real(*args)
+    monkeypatch.setattr(toy, "_build_source", third_fails)
+    with pytest.raises(RuntimeError, match="injected failure mid-build"):
+        toy.make_corpus(tmp_path / "c", log=None, workers=1, **TINY_CORPUS)
+    assert len(calls) >= 3 and os.listdir(tmp_path) == []  # no corpus, no temporary folder
+    # a rebuild (another frame count) interrupted over a finished corpus leaves that one whole
+    shutil.copytree(corpus.parent, tmp_path / "old")
+    with pytest.raises(RuntimeError, match="injected failure mid-build"):
+        toy.make_corpus(tmp_path / "old", log=None, workers=1, **dict(TINY_CORPUS, frames=5))
+    assert os.listdir(tmp_path) == ["old"]
+    for d, _, files in os.walk(corpus.parent):
+        for f in files:
+            rel = os.path.relpath(os.path.join(d, f), corpus.parent)
+            assert filecmp.cmp(corpus.parent / rel, tmp_path / "old" / rel, shallow=False), rel
+
+
+def test_corpus_rebuild_is_byte_identical(corpus, tmp_path):
+    again = toy.make_corpus(tmp_path / "c", log=None, **TINY_CORPUS)
+    names = sorted(os.path.relpath(os.path.join(d, f), corpus.parent)
+                   for d, _, files in os.walk(corpus.parent) for f in files)
+    assert names == sorted(os.path.relpath(os.path.join(d, f), again.parent)
+                           for d, _, files in os.walk(again.parent) for f in files)
+    for rel in names:
+        assert filecmp.cmp(corpus.parent / rel, again.parent / rel, shallow=False), rel

@@ -1,7 +1,15 @@
-"""The paper's comparisons and the ablations it left open, rerun on the toy set (issue 5).
+"""The paper's comparisons and the ablations it left open, rerun on the toy set.
 
-    python compare.py                          # every row, 3 seeds: 65 min on 2 CPU cores
-    python compare.py --rows small,small+KD --seeds 0 --extra --epochs 1
+An experiment harness beside the method, not part of it. Run it from the repository root, as a
+script or as a module; it puts the root on sys.path itself and runs the root's train.py by path.
+
+    python tools/compare.py                    # every row, 3 seeds: 65 min on 2 CPU cores
+    python tools/compare.py --rows small,small+KD --seeds 0 --extra --epochs 1
+    python -m tools.compare --help             # the same tool, as a module
+
+The rows are the comparisons of the paper (Guan et al. 2025, arXiv 2502.19026: students with
+and without distillation, homologous ViT students against a heterogeneous CNN one) and
+ablations of its loss.
 
 Each row is one train.py command, run once per seed (--seed; the toy set's fixed content split,
 so the spread is that of training alone). The teacher is trained first (--student none) and its
@@ -11,38 +19,52 @@ chosen on the test set. The cross-codec rows take the same last.pt and evaluate 
 encodes of the test contents (toy_vvc.csv: a codec no model saw in training).
 
 Finished runs are kept under --out and reused; an interrupted one is resumed. The table
-(median [min, max] over seeds of SRCC and PLCC) goes to stdout and to OUT/results.md.
+(median [min, max] over seeds of SRCC and PLCC) goes to stdout and to OUT/results.md, with the
+settings baseline beside it (docs/reference.md, section 5). Relative paths (--out, --data-root)
+are taken from the current folder, as train.py takes them.
 """
+import os
+import sys
+
+# The tools live in tools/ but import the project's modules from the repository root, whether run
+# as `python tools/compare.py` (sys.path[0] is tools/) or as `python -m tools.compare`.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
 import argparse
 import csv
-import os
 import shutil
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import datasets
 import metrics
 
+TRAIN_PY = os.path.join(ROOT, "train.py")
+
 # Reduced from the quick profile to fit ~30 runs in about an hour of a 2-core CPU: 56 x 56 crops,
 # the teacher trained for 2 epochs, then every student row for 1 (about 100 steps of 8 clips).
-TEACHER = ["--epochs", "1", "--teacher-ckpt", "{out}/teacher-s{seed}/last.pt"]
+TEACHER = ["--epochs", "1", "--teacher-ckpt", "{out}/teacher-s{seed}/last.pt"]  # the row "teacher"
 ALONE = ["--epochs", "1", "--teacher", "none"]
 ROWS = {  # name -> (train.py arguments, what it shows)
-    "teacher": (["--student", "none", "--teacher", "small", "--epochs", "2"], "the teacher alone (all of it trained)"),
+    "teacher": (["--student", "none", "--teacher", "small", "--epochs", "2"],
+                "the teacher alone (all of it trained)"),
     "small": (["--student", "small", *ALONE], "ViT-S student, no distillation"),
     "small+KD": (["--student", "small", *TEACHER], "ViT-S distilled (the paper's loss)"),
     "base": (["--student", "base", *ALONE], "ViT-B student, no distillation"),
     "base+KD": (["--student", "base", *TEACHER], "ViT-B distilled"),
     "conv": (["--student", "conv", *ALONE], "(2+1)-D CNN student, no distillation"),
     "conv+KD": (["--student", "conv", *TEACHER], "(2+1)-D CNN distilled (heterogeneous)"),
-    "small+KD -align": (["--student", "small", *TEACHER, "--w-align", "0"], "ablation: no alignment term"),
-    "small+KD -teacher": (["--student", "small", *TEACHER, "--w-teacher", "0"], "ablation: no teacher L2 term"),
+    "small+KD -align": (["--student", "small", *TEACHER, "--w-align", "0"],
+                        "ablation: no alignment term"),
+    "small+KD -teacher": (["--student", "small", *TEACHER, "--w-teacher", "0"],
+                          "ablation: no teacher L2 term"),
     "small+KD align->T": (["--student", "small", *TEACHER, "--align-to-teacher"],
                           "ablation: alignment gradient reaches the teacher (authors' code)"),
 }
-CROSS = ("teacher", "small", "small+KD", "conv", "conv+KD")  # also evaluated on the held-out VVC encodes
+CROSS = ("teacher", "small", "small+KD", "conv", "conv+KD")  # also evaluated on the held-out VVC
 
 
 def common(args):
@@ -59,9 +81,11 @@ def done(out):
 
 
 def run(args, row, seed, out, *more):
-    """train.py with the row's arguments into `out`, logged to out/log.txt; out/DONE when it ends well."""
-    cmd = [sys.executable, "train.py", *common(args), *(a.format(out=args.out, seed=seed) for a in ROWS[row][0]),
-           "--seed", str(seed), "--out", out, *args.extra, *more]
+    """train.py with the row's arguments into `out`, logged to out/log.txt; then out/DONE if it
+    ended well."""
+    row_args = [a.format(out=args.out, seed=seed) for a in ROWS[row][0]]
+    cmd = [sys.executable, TRAIN_PY, *common(args), *row_args, "--seed", str(seed), "--out", out,
+           *args.extra, *more]
     env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // args.jobs)))
     print(f"[{time.strftime('%H:%M:%S')}] {os.path.basename(out)}: {' '.join(cmd[1:])}", flush=True)
     with open(os.path.join(out, "log.txt"), "a") as log:
@@ -75,7 +99,8 @@ def train(args, row, seed):
     out = folder(args, row, seed)
     if not done(out):
         os.makedirs(out, exist_ok=True)
-        run(args, row, seed, out, *(["--resume"] if os.path.exists(os.path.join(out, "last.pt")) else []))
+        resume = ["--resume"] if os.path.exists(os.path.join(out, "last.pt")) else []
+        run(args, row, seed, out, *resume)
 
 
 def cross_codec(args, row, seed):
@@ -105,8 +130,10 @@ def main():
     p.add_argument("--rows", default=None, help="comma-separated row names (default: all)")
     p.add_argument("--out", default="runs/compare")
     p.add_argument("--data-root", default=os.path.join("data", "toy"))
-    p.add_argument("--jobs", type=int, default=2, help="train.py runs at once (threads split between them)")
-    p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="passed to every train.py run (last)")
+    p.add_argument("--jobs", type=int, default=2,
+                   help="train.py runs at once (threads split between them)")
+    p.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
+                   help="passed to every train.py run (last)")
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = args.rows.split(",") if args.rows else list(ROWS)
@@ -118,19 +145,25 @@ def main():
     t0 = time.time()
     cross_rows = [r for r in CROSS if r in rows]
     slow_first = sorted(rows, key=lambda r: (r != "teacher", "base" not in r))
-    with ThreadPoolExecutor(args.jobs) as pool:  # the distilled rows wait for the teachers they load
-        list(pool.map(lambda job: train(args, *job), [(r, s) for r in slow_first for s in seeds if "KD" not in r]))
-        list(pool.map(lambda job: train(args, *job), [(r, s) for r in slow_first for s in seeds if "KD" in r]))
-        list(pool.map(lambda job: cross_codec(args, *job), [(r, s) for r in cross_rows for s in seeds]))
+    first = [(r, s) for r in slow_first for s in seeds if "KD" not in r]
+    distilled = [(r, s) for r in slow_first for s in seeds if "KD" in r]
+    cross = [(r, s) for r in cross_rows for s in seeds]
+    with ThreadPoolExecutor(args.jobs) as pool:  # distilled rows wait for the teachers they load
+        list(pool.map(lambda job: train(args, *job), first))
+        list(pool.map(lambda job: train(args, *job), distilled))
+        list(pool.map(lambda job: cross_codec(args, *job), cross))
     table = []
     for row in rows:
         column = "teacher" if row == "teacher" else "student"
-        table.append((row, ROWS[row][1], metrics.summarize([result(folder(args, row, s), column) for s in seeds])))
+        runs = [result(folder(args, row, s), column) for s in seeds]
+        table.append((row, ROWS[row][1], metrics.summarize(runs)))
         if row in cross_rows:
-            table.append((f"{row} on VVC", "trained on the 5 toy codecs, tested on VVC encodes of unseen contents",
-                          metrics.summarize([result(folder(args, f"{row} on VVC", s), column) for s in seeds])))
-    # The same split scored by the mean training score of each encoding-settings cell, which never sees
-    # a pixel: on synthetic-distortion sets much of the ranking is free (REFERENCE section 4).
+            runs = [result(folder(args, f"{row} on VVC", s), column) for s in seeds]
+            table.append((f"{row} on VVC", "trained on the 5 toy codecs, tested on VVC encodes of "
+                                           "unseen contents", metrics.summarize(runs)))
+    # The same split scored by the mean training score of each encoding-settings cell, which never
+    # sees a pixel: on synthetic-distortion sets much of the ranking is free (docs/reference.md,
+    # section 5, the settings baseline).
     items = datasets.load_csv(os.path.join(args.data_root, "toy.csv"))
     baseline = metrics.baseline_metrics(*datasets.official_split(items, "toy"))
     if baseline is not None:
@@ -138,9 +171,12 @@ def main():
                       "mean training score of each cell of encoding settings; sees no pixel",
                       metrics.summarize([baseline])))
 
-    lines = ["| row | SRCC median [min, max] | PLCC median [min, max] | what it shows |", "|---|---|---|---|"]
-    lines += [f"| {row} | {cell(s, 'srcc')} | {cell(s, 'plcc')} | {what} |" for row, what, s in table]
-    lines.append(f"\n{len(seeds)} seeds ({args.seeds}); train.py {' '.join(common(args) + args.extra)}; "
+    lines = ["| row | SRCC median [min, max] | PLCC median [min, max] | what it shows |",
+             "|---|---|---|---|"]
+    lines += [f"| {row} | {cell(s, 'srcc')} | {cell(s, 'plcc')} | {what} |"
+              for row, what, s in table]
+    lines.append(f"\n{len(seeds)} seeds ({args.seeds}); train.py "
+                 f"{' '.join(common(args) + args.extra)}; "
                  f"{(time.time() - t0) / 60:.0f} min for the runs not already done")
     print("\n".join(lines))
     with open(os.path.join(args.out, "results.md"), "w") as f:

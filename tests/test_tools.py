@@ -1,0 +1,68 @@
+"""Tests of the tools in tools/: both start as scripts and as modules from the repository root,
+and compare.py runs a distilled row end to end at tiny sizes (the teacher first, each run's own
+final evaluation in the table, finished runs reused). Every tool runs as a subprocess with a
+timeout, in a process group of its own that is killed afterwards, whatever happened.
+
+    python -m pytest -q tests/test_tools.py
+"""
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(args, timeout):
+    """(exit code, stdout, stderr) of `python ARGS` in the repository root, unbuffered."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f"python {' '.join(args)}: killed at the {timeout} s timeout\n"
+                             f"{out[-3000:]}\n{err[-3000:]}") from None
+    finally:  # the tool's children (train.py, DataLoader workers) too
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc.returncode, out, err
+
+
+@pytest.mark.parametrize("tool", ["bench", "compare"])
+def test_tools_start_as_scripts_and_as_modules(tool):
+    for args in ([f"tools/{tool}.py", "--help"], ["-m", f"tools.{tool}", "--help"]):
+        code, out, err = run(args, timeout=60)
+        assert code == 0 and out.startswith("usage: ") and "--help" in out, out[-3000:] + err
+    assert not os.path.exists(os.path.join(ROOT, f"{tool}.py"))  # moved, not copied
+
+
+def test_compare_runs_teacher_first_and_reuses_finished_runs(tmp_path):
+    out, toy = tmp_path / "compare", str(tmp_path / "toy")  # the teacher's run builds the toy set
+    tiny = ["--toy-variant", "tiny", "--teacher", "tiny", "--frames", "2", "--size", "28",
+            "--stride", "1", "--test-clips", "1", "--batch-size", "2", "--workers", "0",
+            "--max-steps", "1", "--pretrain", "0"]  # no teacher pre-training stage
+    args = ["tools/compare.py", "--rows", "conv+KD", "--seeds", "0", "--jobs", "1",
+            "--out", str(out), "--data-root", toy, "--extra", *tiny]
+    code, first, err = run(args, timeout=300)
+    assert code == 0, first[-3000:] + err[-3000:]
+    launched = [s.split("]")[1].split(":")[0].strip() for s in first.splitlines()
+                if s.startswith("[")]
+    assert launched == ["teacher-s0", "conv+KD-s0", "teacher_on_VVC-s0", "conv+KD_on_VVC-s0"]
+    log = (out / "conv+KD-s0" / "log.txt").read_text()
+    assert f"teacher: {out}/teacher-s0/last.pt" in log  # the distilled row loads the seed's teacher
+    table = (out / "results.md").read_text().splitlines()
+    assert [row.split("|")[1].strip() for row in table[2:6]] == [
+        "teacher", "teacher on VVC", "conv+KD", "conv+KD on VVC"]
+    last_eval = [s for s in log.splitlines() if s.strip().startswith("student ")][-1]
+    srcc = float(last_eval.split("SRCC")[1].split()[0])
+    assert table[4].split("|")[2].strip().startswith(f"{srcc:.3f}")  # the run's own final eval
+    code, second, err = run(args, timeout=120)
+    assert code == 0, second[-3000:] + err[-3000:]
+    assert not [s for s in second.splitlines() if s.startswith("[")]  # nothing ran again
+    assert second.splitlines()[:6] == first.splitlines()[4:10]

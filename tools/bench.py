@@ -1,0 +1,938 @@
+"""Speed and memory of InternVQA on this machine, each figure beside a ratio that gives it meaning.
+
+A tool beside the method, not part of it. Run it from the repository root, as a script or as a
+module; it puts the root on sys.path itself and runs the root's train.py by path.
+
+    python tools/bench.py                 # every section; CPU, or CUDA when present
+    python tools/bench.py --quick         # the short run: about 5 minutes on a 2-core CPU
+    python tools/bench.py --sections 4    # the clip loader alone (add --smoke for tiny sizes)
+    python tools/bench.py --gpu           # the one-shot GPU check: under 8 minutes on one H200
+    python tools/bench.py --gpu --smoke   # its code paths at tiny sizes on a CPU (the tests)
+    python -m tools.bench --help          # the same tool, as a module
+
+Every ratio is taken within one run, so it holds on a shared or noisy machine, where absolute
+figures drift from run to run. Efficiencies are taken against matmul_rate(): the FLOP/s of
+dense n x n products in the same dtype, timed in batches of back-to-back products, n and the
+batch grown until one batch takes a fixed time (0.25 s; --smoke 0.02 s), so that launching the
+products is a small share of the time measured (its line says how small). The sections:
+1. Forward at the paper's geometry (8x224x224, 2049 tokens): clips/s and FLOP/s
+   (model.flops_per_clip) of small and base at batch 1 and 4 (--quick: base at batch 1 only)
+   and one forward of 1b, in fp32 and bf16 (bf16: the weights cast to bf16, as
+   Distiller(teacher_dtype=...) runs the frozen teacher), each beside the matmul rate in that
+   dtype measured just before: efficiency = achieved / matmul.
+   Target: small, batch 1, fp32 >= 80%.
+2. Students over the teacher: clips/s of small and base over 1b, beside their parameter ratios.
+3. A distill step (Distiller, freeze_teacher "last") against a student-only step: time and
+   saved-for-backward bytes; peak memory on CUDA. A 1b training step takes minutes on a CPU,
+   so the CPU default teacher is base at 4x112x112, batch 4; on CUDA the paper's 1b at
+   8x224x224, batch 8.   Target: distill bytes <= 1.1 x (student step + teacher tail).
+4. Clip loading at the paper's geometry: 8 frames at stride 4, short side resized to 224, a 224
+   crop. Three sources, made once with the bundled ffmpeg and kept in --cache: 6 s of 2160p
+   HEVC (x265, 2 s GOP), 10 s of 1080p H.264 (2 s GOP) and 100 frames of 1080p raw 8-bit 4:2:0
+   YUV (all testsrc2, 25 fps). For each, clips/s in one process: uncached
+   (data.VideoDataset(resize=True): ffmpeg decodes and scales, then the uint8 crop) beside the
+   floor (ffmpeg alone decoding and scaling the same frames into a pipe); cached
+   (VideoDataset(cache=DIR), after the first read); and the one-time cost of that first read,
+   which builds the cache entry. Also, at native size on the H.264 file: video.read_clip gives
+   the same pixels as decoding every frame and is >= 4x faster.
+   Targets: >= 10 clips/s from the 2160p source once cached; uncached within 1.2x the floor.
+5. Training throughput of train.py's quick-start profile: student small, teacher small, 2x84x84,
+   batch 8, AdamW, fp32 and bf16 autocast (as train.py --dtype bf16 runs).
+A target's verdict is taken on the figure as printed, so the line always agrees with itself.
+
+--gpu runs none of these but a check sized for one short lease of a GPU machine (date, GPU and
+torch version first, total time last; each step guarded, so a failure prints its error and the
+rest runs; any failure, including a step that cannot run, makes the check exit 1):
+a. the paper's distill step: 1b teacher (random weights, freeze_teacher "last", frozen prefix
+   in bf16) with a small and a base student, 8x224, batch 8, AdamW, bf16 autocast, backward
+   outside it: clips/s, peak memory, and FLOP/s (~3x forward for what trains + 1x for the frozen
+   teacher) as a share of the same run's bf16 matmul rate;
+b. fp32 against bf16 (autocast, and weights in bf16) on the small model's forward, with fp32
+   against fp64 beside it for scale;
+c. 200 steps of train.py's paper profile (student small, a subprocess with a timeout), as a
+   paper run costs: the teacher comes from a file in the official layout (--teacher-ckpt; here
+   a random 1b written once into --cache, about 4 GB), so train.py saves only its trainable part;
+   the data is a generated set of 2 s 1080p H.264 videos, 16 contents x 3 levels, each file listed
+   8 times under other names (symbolic links, so that an epoch is 42 steps; kept in --cache),
+   read with --cache and min(16, cores) workers. Printed: clips/s and the share of wall time the
+   loop waited for data (the `wait NN%` field of train.py's log lines), per log line and their
+   mean; the cache entries written, which must be one per video file however many names list it;
+   the checkpoint sizes and how many teacher tensors last.pt holds.
+--smoke runs the same code at tiny sizes (model "tiny" for teacher and student, 2 frames of 28
+px, one epoch of 8 steps, tiny videos), so that the tests exercise it end to end.
+
+Timing: warm-up runs, then the median of several. A run predicted (its FLOPs over the matmul
+rate just measured) to take longer than --budget seconds is skipped and its line says so: on a
+CPU without native bf16 that is every bf16 model run.
+"""
+import os
+import sys
+
+# The tools live in tools/ but import the project's modules from the repository root, whether run
+# as `python tools/bench.py` (sys.path[0] is tools/) or as `python -m tools.bench`.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import argparse
+import contextlib
+import csv
+import gc
+import math
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import datetime
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from distill import Distiller, build_optimizer, freeze_teacher, frozen_prefix, teacher_features
+from model import CONFIGS, VideoViT, flops_per_clip
+
+# video.py, data.py and toy.py import imageio-ffmpeg: they are imported in the functions that read
+# or make video, so that the GPU check's model steps also run on a machine that lacks it.
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+TRAIN_PY = os.path.join(ROOT, "train.py")
+
+# -----------------------------------------------------------------------------------------------
+# Helpers: printing, timing, the matmul reference, counting
+
+
+def show(label, text):
+    print(f"{label:<44} {text}", flush=True)
+
+
+def gb(nbytes):
+    return f"{nbytes / 1e9:.2f} GB"
+
+
+def size_text(nbytes):
+    """A file size in GB, or in MB below 1 GB."""
+    return gb(nbytes) if nbytes >= 1e9 else f"{nbytes / 1e6:.2f} MB"
+
+
+def rate_text(flops_per_s):
+    """FLOP/s with three or more significant digits, in GFLOP/s below 1 TFLOP/s."""
+    tera = flops_per_s >= 1e12
+    value, unit = (flops_per_s / 1e12, "TFLOP/s") if tera else (flops_per_s / 1e9, "GFLOP/s")
+    return f"{value:.1f} {unit}" if value >= 100 else f"{value:.3g} {unit}"
+
+
+def sync(device):
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, warmup, repeats, device=None, max_s=30.0):
+    """(median seconds of fn(), runs timed): `warmup` untimed runs, then up to `repeats` timed
+    ones, stopping early (after at least one) once max_s have passed."""
+    times, start = [], time.perf_counter()
+    for i in range(warmup + repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+            if time.perf_counter() - start > max_s:
+                break
+    return statistics.median(times), len(times)
+
+
+def matmul_rate(dtype, device, seconds=0.25, cap=None):
+    """dict(rate, n, count, launch) of dense n x n by n x n products in dtype.
+
+    Each timing runs `count` products back to back between two synchronisations. n doubles from
+    128 (up to cap: 16384 on a GPU, 4096 on a CPU) while the next size would still fit a timing in
+    `seconds`; then count grows until one timing takes about `seconds`. So the reference does not
+    depend on launch and sync overhead, which a single small product mostly measures (a 256^3
+    product is well under a microsecond of work on a GPU, less than launching it). launch: the
+    time of `count` 8 x 8 products (nothing but their launch) over that of the batch, the
+    overhead's share; under 5% at these sizes. The rate of bf16 differs by orders of magnitude
+    between CPUs with and without native support: n adapts, so that measuring takes about
+    5 x `seconds` on any machine."""
+    cap = cap or (16384 if device.type == "cuda" else 4096)
+
+    def batch(a, b, count):
+        return lambda: [a @ b for _ in range(count)]
+
+    n, count = 128, 8
+    while True:
+        a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+        t, _ = timed(batch(a, b, count), 1, 1, device)
+        if 8 * t > seconds or n == cap:  # twice the size would take eight times as long
+            break
+        n *= 2
+    count = max(count, math.ceil(count * seconds / t))
+    t, _ = timed(batch(a, b, count), 1, 3, device)
+    small = torch.randn(8, 8, device=device, dtype=dtype)
+    t_small, _ = timed(batch(small, small, count), 1, 3, device)
+    return dict(rate=count * 2 * n ** 3 / t, n=n, count=count, launch=t_small / t)
+
+
+def show_matmul(dname, ref):
+    note = "" if ref["launch"] < 0.05 else " (over 5%: the reference is launch-bound)"
+    show(f"matmul {dname} ({ref['count']} x {ref['n']}^3 a timing)",
+         f"{rate_text(ref['rate'])}; launching: under {ref['launch']:.1%} of it{note}")
+
+
+def count_params(cfg):
+    """Parameters of VideoViT(cfg), built on the meta device (no memory, no init)."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in VideoViT(cfg).parameters())
+
+
+def saved_tensor_bytes(fn):
+    """(fn(), bytes of the distinct storages autograd saves for backward while fn runs): views of
+    one storage count once, as they cost memory once."""
+    storages = {}
+
+    def pack(t):
+        s = t.untyped_storage()
+        storages[s.data_ptr(), t.device] = s.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        result = fn()
+    return result, sum(storages.values())
+
+
+def machine(device):
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    return (f"{cpu}, {os.cpu_count()} cores{gpu}; torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads; device {device}; {datetime.now():%Y-%m-%d %H:%M}")
+
+
+# -----------------------------------------------------------------------------------------------
+# Helpers: test videos
+
+
+def make_video(path, frames, *ffmpeg_args):
+    """The bundled ffmpeg writes `path` (format from its extension) unless it exists: into a .part
+    name first, which must then probe to `frames` frames before the rename, so an interrupted or
+    failed run never leaves a file that looks made (a failed encode can still exit 0:
+    docs/reference.md, section 8)."""
+    import toy
+    import video
+    if os.path.exists(path):
+        return path
+    stem, ext = os.path.splitext(path)
+    part = f"{stem}.part{os.getpid()}{ext}"  # keeps the extension (and a raw file's WxH) for probe
+    ok, message = toy.run_ffmpeg([*ffmpeg_args, part])
+    try:
+        n = video.probe(part)["frames"] if ok else None
+    except (OSError, ValueError) as e:
+        n, message = None, str(e)
+    if n != frames:
+        if os.path.exists(part):
+            os.remove(part)
+        raise RuntimeError(f"ffmpeg failed making {path} ({n} frames, expected {frames}): "
+                           f"{message}")
+    os.replace(part, path)
+    return path
+
+
+def x265(gop):
+    return ["-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+            "-x265-params", f"keyint={gop}:min-keyint={gop}:scenecut=0:log-level=error"]
+
+
+def x264(gop, crf=23):
+    return ["-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-g", str(gop),
+            "-keyint_min", str(gop), "-sc_threshold", "0", "-pix_fmt", "yuv420p"]
+
+
+# -----------------------------------------------------------------------------------------------
+# 1 and 2. Forward at 8x224x224; the students over the 1b teacher
+
+
+def forward_section(args, device, targets):
+    clips_per_s = {}  # (model, dtype) -> clips/s at batch 1
+    print("\n1. forward at 8x224x224 (2049 tokens), random weights, torch.inference_mode")
+    for name, batches in [("small", [1, 4]), ("base", [1] if args.quick else [1, 4]), ("1b", [1])]:
+        model = None  # built on first use, so skipped runs cost nothing
+        for dname in args.dtypes:
+            dtype = DTYPES[dname]
+            ref = matmul_rate(dtype, device)
+            show_matmul(dname, ref)
+            for batch in batches:
+                label = f"forward {name} batch {batch} {dname}"
+                flops = flops_per_clip(CONFIGS[name]) * batch
+                predicted = flops / ref["rate"]
+                if predicted > args.budget:
+                    show(label, f"skipped: ~{predicted:.0f} s per forward at this matmul rate "
+                                f"(--budget {args.budget:.0f})")
+                    continue
+                if model is None:
+                    torch.manual_seed(0)
+                    t0 = time.perf_counter()
+                    with torch.device(device):
+                        model = VideoViT(CONFIGS[name]).eval()
+                    if name == "1b":
+                        show("build 1b (not timed below)", f"{time.perf_counter() - t0:8.1f} s")
+                model.to(dtype)
+                x = torch.randn(batch, 3, 8, 224, 224, device=device)
+                slow = predicted > 10  # the 1b on a CPU: a single run, no warm-up
+                reps = (0, 1) if slow else (args.warmup, args.repeats)
+                with torch.inference_mode():
+                    t, runs = timed(lambda: model(x), *reps, device)
+                if batch == 1:
+                    clips_per_s[name, dname] = 1 / t
+                eff = round(flops / t / ref["rate"], 2)  # the verdict is on the printed figure
+                note = ", slow on a CPU" if slow and device.type == "cpu" else ""
+                show(label, f"{batch / t:8.3f} clips/s {rate_text(flops / t)} = {eff:4.0%} of "
+                            f"matmul ({runs} run{'s' if runs > 1 else ''}{note})")
+                if (name, batch, dname) == ("small", 1, "fp32"):
+                    targets.append(("small fp32 efficiency", f"{eff:.0%} >= 80%", eff >= 0.8))
+
+    print("\n2. students over the 1b teacher (batch 1)")
+    for dname in args.dtypes:
+        for name in ("small", "base"):
+            label = f"{name} over 1b, {dname}"
+            if (name, dname) not in clips_per_s or ("1b", dname) not in clips_per_s:
+                show(label, "n/a: not both measured above")
+                continue
+            speedup = clips_per_s[name, dname] / clips_per_s["1b", dname]
+            params = count_params(CONFIGS["1b"]) / count_params(CONFIGS[name])
+            show(label, f"{speedup:8.1f}x the clips/s, with {params:.1f}x fewer parameters")
+
+
+# -----------------------------------------------------------------------------------------------
+# 3. A distill step against a student-only step
+
+
+def distill_section(args, device, targets):
+    cuda = device.type == "cuda"
+    tname, frames, size, batch = ("1b", 8, 224, 8) if cuda else ("base", 4, 112, 4)
+    print(f"\n3. distill step (teacher {tname}, freeze_teacher 'last'; student small; "
+          f"{frames}x{size}x{size}, batch {batch}, fp32) vs student-only step")
+    torch.manual_seed(0)
+    geometry = dict(num_frames=frames, img_size=size)
+    with torch.device(device):
+        teacher = freeze_teacher(VideoViT(replace(CONFIGS[tname], **geometry)), "last")
+        student = VideoViT(replace(CONFIGS["small"], **geometry))
+    distiller = Distiller(teacher, student).train()
+    x = torch.randn(batch, 3, frames, size, size, device=device)
+    y = torch.rand(batch, device=device)
+    n_frozen = frozen_prefix(teacher)
+    with torch.no_grad():
+        h = teacher.run_blocks(teacher.embed(x), teacher.blocks[:n_frozen])
+
+    def tail_loss():
+        feat = teacher.pool(teacher.run_blocks(h, teacher.blocks[n_frozen:]))
+        return F.mse_loss(teacher.forward_head(feat), y)
+
+    losses = {  # what each step backpropagates
+        "student": lambda: F.mse_loss(student(x), y),
+        "teacher tail": tail_loss,
+        "distill": lambda: distiller(x, y)["loss"],
+    }
+    saved = {k: saved_tensor_bytes(fn)[1] for k, fn in losses.items()}
+
+    def step(loss_fn):
+        def run():
+            distiller.zero_grad(set_to_none=True)
+            loss_fn().backward()
+        return run
+
+    t_student, _ = timed(step(losses["student"]), args.warmup, args.repeats, device)
+    t_distill, runs = timed(step(losses["distill"]), args.warmup, args.repeats, device)
+    with torch.no_grad():
+        t_teacher, _ = timed(lambda: teacher_features(teacher, x), args.warmup, args.repeats,
+                             device)
+    show("distill step", f"{t_distill:8.2f} s = {t_distill / t_student:.2f}x the student step "
+                         f"({t_student:.2f} s); teacher forward alone {t_teacher:.2f} s "
+                         f"({runs} runs)")
+    ratio = round(saved["distill"] / (saved["student"] + saved["teacher tail"]), 3)
+    show("saved for backward", f"{gb(saved['distill'])} = {ratio:.3f}x (student "
+                               f"{gb(saved['student'])} + teacher tail "
+                               f"{gb(saved['teacher tail'])})")
+    targets.append(("distill saved bytes", f"{ratio:.3f}x <= 1.1x", ratio <= 1.1))
+    if cuda:
+        peaks = {}
+        for k in ("student", "distill"):
+            torch.cuda.reset_peak_memory_stats(device)
+            step(losses[k])()
+            peaks[k] = torch.cuda.max_memory_allocated(device)
+        show("peak memory (CUDA max allocated)",
+             f"distill {gb(peaks['distill'])}, student {gb(peaks['student'])}")
+    else:
+        show("peak memory", "not measured on a CPU (torch tracks it on CUDA only)")
+
+
+# -----------------------------------------------------------------------------------------------
+# 4. Clip loading at the paper's geometry
+
+
+def loader_sources(folder, smoke):
+    """(label, path) of the three test sources, made once (smoke: a fifth of the size, 2 s each)."""
+    big, hd, long, seconds = ((768, 432), (384, 216), 2, 2) if smoke else \
+        ((3840, 2160), (1920, 1080), 6, 10)
+    w, h = big
+    hevc = make_video(os.path.join(folder, f"testsrc2_{w}x{h}_25fps_{long}s_gop50_hevc.mp4"),
+                      25 * long, "-f", "lavfi", "-i",
+                      f"testsrc2=size={w}x{h}:rate=25:duration={long}", *x265(50), "-f", "mp4")
+    w, h = hd
+    avc = make_video(os.path.join(folder, f"testsrc2_{w}x{h}_25fps_{seconds}s_gop50.mp4"),
+                     25 * seconds, "-f", "lavfi", "-i",
+                     f"testsrc2=size={w}x{h}:rate=25:duration={seconds}", *x264(50), "-f", "mp4")
+    n = min(100, 25 * seconds)
+    # video.probe and read_clip take a raw file's WxH and fps from its name
+    yuv = make_video(os.path.join(folder, f"testsrc2_{w}x{h}_25fps_{n}frames.yuv"), n,
+                     "-i", avc, "-frames:v", str(n), "-pix_fmt", "yuv420p", "-f", "rawvideo")
+    return [(f"HEVC {big[1]}p", hevc), (f"H.264 {hd[1]}p", avc), (f"raw YUV {hd[1]}p", yuv)]
+
+
+def ffmpeg_floor(path, info, idx, short):
+    """ffmpeg alone: decode the evenly spaced frames `idx`, scale the short side to `short` and
+    write RGB into a pipe; the frames as uint8 (T, H, W, 3)."""
+    import video
+    fps = info["fps"] or 25.0
+    h, w = video.resized_size(info["height"], info["width"], short)
+    scale = f"scale={w}:{h}:flags={video.SWS}"  # the size and scaler read_clip uses
+    raw = []  # a raw .yuv needs its format on the command line, and read_clip's colour matrix
+    if path.lower().endswith(".yuv"):
+        raw = ["-f", "rawvideo", "-pix_fmt", "yuv420p",
+               "-video_size", f"{info['width']}x{info['height']}", "-framerate", str(fps)]
+        scale += f":in_range=tv:in_color_matrix={'bt709' if info['height'] >= 720 else 'bt601'}"
+    step = int(idx[1] - idx[0]) if len(idx) > 1 else 1
+    start = max(0.0, (idx[0] - 0.5) / fps)
+    cmd = [video.FFMPEG, "-nostdin", "-v", "error", *raw, "-ss", f"{start:.6f}", "-i", path,
+           "-map", "0:v:0", "-vf", f"select='not(mod(n\\,{step}))',{scale}",
+           "-fps_mode", "passthrough", "-frames:v", str(len(idx)),
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    out = subprocess.run(cmd, capture_output=True, timeout=300)
+    if out.returncode:
+        raise RuntimeError(f"ffmpeg floor on {path} failed: "
+                           f"{out.stderr.decode(errors='replace')[-500:]}")
+    return np.frombuffer(out.stdout, np.uint8).reshape(len(idx), h, w, 3)
+
+
+def loader_section(args, targets):
+    import data
+    import video
+    S, frames, stride, n_clips = (28, 8, 4, 2) if args.smoke else (224, 8, 4, 4)
+    folder = os.path.join(args.cache, "smoke") if args.smoke else args.cache
+    os.makedirs(folder, exist_ok=True)
+    print(f"\n4. clip loading: {frames} frames at stride {stride}, short side resized to {S}, "
+          f"crop {S} (files in {folder}; one process)")
+    t0 = time.perf_counter()
+    sources = loader_sources(folder, args.smoke)
+    show("test files ready", f"{time.perf_counter() - t0:8.1f} s (made once, then kept)")
+    reps = (1, 2) if args.quick or args.smoke else (1, 3)
+    for label, path in sources:
+        info = video.probe(path)
+        item = dict(path=path, mos=50.0)
+        # uncached: n_clips evenly spaced clips per item (eval mode), so the floor can read the
+        # very same frames
+        clips = data.eval_indices(info["frames"], frames, stride, n_clips)
+        geometry = dict(frames=frames, size=S, stride=stride, resize=True)
+        plain = data.VideoDataset([item], train=False, clips=n_clips, **geometry)
+        t_plain, _ = timed(lambda: plain[0], *reps)
+        t_floor, _ = timed(lambda: [ffmpeg_floor(path, info, idx, S) for idx in clips], *reps)
+        mine = video.read_clip(path, clips[0], info=info, short_side=S)
+        floor = ffmpeg_floor(path, info, clips[0], S)
+        same = mine.shape == floor.shape and np.array_equal(mine, floor)
+        if mine.shape == floor.shape:
+            diff = np.abs(mine.astype(np.int16) - floor)
+            diff = f"|diff| max {diff.max()}, mean {diff.mean():.3f}"
+        else:
+            diff = f"shapes {mine.shape} vs {floor.shape}"
+        ratio = round(t_plain / t_floor, 2)  # the verdicts below are on the printed figures
+        show(f"{label}: uncached", f"{n_clips / t_plain:8.2f} clips/s = {ratio:.2f}x the ffmpeg "
+                                   f"floor ({n_clips / t_floor:.2f} clips/s); same frames as the "
+                                   f"floor: {'yes' if same else 'no, ' + diff}")
+        # cached: a fresh cache folder, so that the first read builds the entry
+        cache_dir = tempfile.mkdtemp(prefix="cache-", dir=folder)
+        try:
+            ds = data.VideoDataset([item], train=True, cache=cache_dir, **geometry)
+            t0 = time.perf_counter()
+            first = ds[0][0]
+            t_first = time.perf_counter() - t0
+            epochs = iter(range(1, 1000))
+            # milliseconds each: many runs, at most 5 s
+            t_cached, runs = timed(lambda: (ds.set_epoch(next(epochs)), ds[0]), 2, 30, max_s=5)
+            ds.set_epoch(0)
+            again = ds[0][0]
+            fresh = data.VideoDataset([item], train=True, **geometry)[0][0]  # uint8: exact
+            agree = (first.dtype == torch.uint8 and torch.equal(first, again)
+                     and torch.equal(first, fresh))
+        finally:
+            shutil.rmtree(cache_dir, ignore_errors=True)
+        cached = round(1 / t_cached, 1)
+        show(f"{label}: cached", f"{cached:8.1f} clips/s ({runs} runs); first read {t_first:.2f} s "
+                                 f"(builds the entry, once per video); same clip as uncached: "
+                                 f"{'yes' if agree else 'NO'}")
+        if label.startswith("HEVC"):
+            targets.append(("loader", f"{label} cached {cached:.1f} clips/s >= 10; uncached "
+                                      f"{ratio:.2f}x the floor", cached >= 10))
+        targets.append((f"loader floor {label}", f"{ratio:.2f}x <= 1.2x", ratio <= 1.2))
+
+    # native size, the H.264 file: frame-exact against decoding every frame, and much faster
+    import imageio_ffmpeg
+    label, path = sources[1]
+    info = video.probe(path)
+    idx = [info["frames"] // 2 - 14 + 4 * i for i in range(8)]  # 8 frames at stride 4 mid-video
+
+    def decode_all(keep):
+        kept = {}
+        for i, frame in enumerate(imageio_ffmpeg.read_frames(path)):  # first item: the metadata
+            if i - 1 in keep:
+                kept[i - 1] = frame
+        return kept
+
+    t_clip, _ = timed(lambda: video.read_clip(path, idx, info=info), *reps)
+    t_all, _ = timed(lambda: decode_all(idx), 0, reps[1])
+    clip, ref = video.read_clip(path, idx, info=info), decode_all(idx)
+    same = all(bytes(clip[j]) == ref[i] for j, i in enumerate(idx))
+    faster = round(t_all / t_clip, 1)
+    show(f"{label}: read_clip at native size", f"{t_clip:8.3f} s = {faster:.1f}x faster than "
+                                               f"decoding all {info['frames']} frames "
+                                               f"({t_all:.2f} s); same pixels: "
+                                               f"{'yes' if same else 'NO'}")
+    targets.append(("native clip read", f"{faster:.1f}x >= 4x, exact {'yes' if same else 'NO'}",
+                    faster >= 4 and same))
+
+
+# -----------------------------------------------------------------------------------------------
+# 5. Training throughput of the quick-start profile
+
+
+def train_section(args, device, targets):
+    print("\n5. training, quick-start profile (student small, teacher small, 2x84x84, batch 8, "
+          "AdamW)")
+    # train.py's QUICK profile
+    cfg = replace(CONFIGS["small"], num_frames=2, img_size=84, init_values=0.1, patch_init="dct")
+    batch, frames, size = 8, 2, 84
+    flops = batch * 4 * flops_per_clip(cfg)  # about: student forward + backward (3x), teacher (1x)
+    for dname in args.dtypes:
+        dtype = DTYPES[dname]
+        ref = matmul_rate(dtype, device)
+        show_matmul(dname, ref)
+        label = f"train step {dname}{' autocast' if dname != 'fp32' else ''}"
+        if flops / ref["rate"] > args.budget:
+            show(label, f"skipped: ~{flops / ref['rate']:.0f} s per step at this matmul rate "
+                        f"(--budget {args.budget:.0f})")
+            continue
+        torch.manual_seed(0)
+        with torch.device(device):
+            teacher, student = freeze_teacher(VideoViT(cfg), "last"), VideoViT(cfg)
+            x, y = torch.randn(batch, 3, frames, size, size), torch.rand(batch)
+        distiller = Distiller(teacher, student).train()
+        opt = build_optimizer([student, teacher], lr=1e-3)
+
+        def train_step():
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                loss = distiller(x, y)["loss"]
+            loss.backward()
+            opt.step()
+
+        t, runs = timed(train_step, args.warmup, args.repeats, device)
+        show(label, f"{batch / t:8.2f} clips/s ({t:.2f} s a step, {runs} runs); "
+                    f"~{rate_text(flops / t)} = ~{flops / t / ref['rate']:.0%} of matmul")
+
+
+# -----------------------------------------------------------------------------------------------
+# --gpu: the one-shot check for a lent GPU machine
+
+# copies: each video is listed that many times (symbolic links), so that an epoch is long (train.py
+# evaluates and writes last.pt after every epoch); the first epoch builds every cache entry.
+# train_steps: the smoke's is one whole epoch (16 training names, batch 2), so that every video of
+# the set has been read and the cache's entry count is exact.
+GPU = dict(teacher="1b", students=("small", "base"), frames=8, size=224, batch=8, warmup=2,
+           steps=10, matmul_s=0.25, train_student="small", train_steps=200, log_every=None,
+           contents=16, levels=3, copies=8, video=(1920, 1080), seconds=2, train_timeout=330)
+SMOKE = dict(teacher="tiny", students=("tiny",), frames=2, size=28, batch=2, warmup=1, steps=1,
+             matmul_s=0.02, train_student="tiny", train_steps=8, log_every=4, contents=6, levels=2,
+             copies=2, video=(96, 64), seconds=1, train_timeout=150)
+
+
+def train_flops(student_cfg, teacher_cfg):
+    """FLOPs of one distill step per clip: forward + backward (~3x forward) of what trains, the
+    student and the teacher's last block, and a forward (1x) of the frozen teacher prefix."""
+    block = (flops_per_clip(replace(teacher_cfg, depth=1))
+             - flops_per_clip(replace(teacher_cfg, depth=0)))
+    return 3 * flops_per_clip(student_cfg) + flops_per_clip(teacher_cfg) + 2 * block
+
+
+def distill_steps(teacher, student, x, y, warmup, steps, device):
+    """(seconds a step, steps timed, peak bytes on CUDA or None) of the paper's distill step: frozen
+    teacher prefix in bf16, AdamW, bf16 autocast around the forward and the backward outside it."""
+    distiller = Distiller(teacher, student, teacher_dtype=torch.bfloat16).train()
+    opt = build_optimizer([student, teacher, distiller.align], lr=1e-4)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            loss = distiller(x, y)["loss"]
+        loss.backward()
+        opt.step()
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t, runs = timed(step, warmup, steps, device)
+    return t, runs, torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+
+
+def gpu_distill(P, device):
+    print(f"\na. distill step: teacher {P['teacher']} (random weights, freeze_teacher 'last', "
+          f"frozen prefix in bf16), students {' and '.join(P['students'])}, "
+          f"{P['frames']}x{P['size']}, batch {P['batch']}, AdamW, bf16 autocast")
+    geometry = {"num_frames": P["frames"], "img_size": P["size"]}
+    ref = matmul_rate(torch.bfloat16, device, P["matmul_s"])
+    show_matmul("bf16", ref)
+    torch.manual_seed(0)
+    tcfg = replace(CONFIGS[P["teacher"]], **geometry)
+    t0 = time.perf_counter()
+    with torch.device(device):
+        teacher = freeze_teacher(VideoViT(tcfg), "last")
+    show(f"build {P['teacher']} on {device.type} (not timed below)",
+         f"{time.perf_counter() - t0:8.1f} s")
+    x = torch.randn(P["batch"], 3, P["frames"], P["size"], P["size"], device=device)
+    y = torch.rand(P["batch"], device=device)
+    for name in P["students"]:
+        scfg = replace(CONFIGS[name], **geometry)
+        with torch.device(device):
+            student = VideoViT(scfg)
+        t, runs, peak = distill_steps(teacher, student, x, y, P["warmup"], P["steps"], device)
+        flops = P["batch"] * train_flops(scfg, tcfg)
+        show(f"student {name}", f"{P['batch'] / t:8.1f} clips/s ({t * 1e3:.0f} ms a step, "
+                                f"{runs} steps); peak memory "
+                                f"{gb(peak) if peak else 'n/a on a CPU'}; "
+                                f"~{rate_text(flops / t)} = {flops / t / ref['rate']:.0%} of bf16 "
+                                f"matmul")
+        student = None
+        gc.collect()
+
+
+def gpu_agreement(P, device):
+    print(f"\nb. fp32 vs bf16: the small model's forward, random weights, batch 2, "
+          f"{P['frames']}x{P['size']}")
+    torch.manual_seed(0)
+    with torch.device(device):
+        cfg = replace(CONFIGS["small"], num_frames=P["frames"], img_size=P["size"])
+        model = VideoViT(cfg).eval()
+        x = torch.randn(2, 3, P["frames"], P["size"], P["size"])
+
+    def run(dtype, autocast=False):
+        model.to(dtype)
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            feat = model.forward_features(x.to(dtype))
+            return feat.double(), model.forward_head(feat).double()
+
+    # bf16 weights last: that cast rounds the weights
+    out = {"fp64": run(torch.float64), "fp32": run(torch.float32),
+           "bf16 autocast": run(torch.float32, autocast=True), "bf16 weights": run(torch.bfloat16)}
+    for a, b in (("fp32", "fp64"), ("bf16 autocast", "fp32"), ("bf16 weights", "fp32")):
+        parts = []
+        for what, u, v in zip(("features", "scores"), out[a], out[b]):
+            rel = ((u - v).norm() / v.norm()).item()
+            parts.append(f"{what} max |diff| {(u - v).abs().max().item():.2e}, relative {rel:.2e}")
+        show(f"{a} vs {b}", "; ".join(parts))
+
+
+def make_gpu_set(root, P):
+    """contents x levels short H.264 videos (x264 at CRF 20 upwards: MOS 80 downwards; the labels
+    only have to vary), each also under copies - 1 other names (symbolic links), and list.csv,
+    `path,mos,source`, that lists every name; kept in root, the CSV written last."""
+    labels = os.path.join(root, "list.csv")
+    if os.path.exists(labels):
+        return labels
+    os.makedirs(root, exist_ok=True)
+    (w, h), sec, fps = P["video"], P["seconds"], 25
+    jobs = []
+    for c in range(P["contents"]):
+        graph = [f"testsrc2=s={w}x{h}:r={fps}:d={sec},hue=h={c * 37}",
+                 f"zoneplate=s={w}x{h}:r={fps}:d={sec}:ku={20 + 9 * c}:kv={30 + 7 * c}"
+                 f":kt={1 + c % 4}",
+                 f"gradients=s={w}x{h}:r={fps}:d={sec}:seed={c}:speed=0.05"][c % 3]
+        for level in range(P["levels"]):
+            crf = 20 + 24 * level // max(1, P["levels"] - 1)
+            mos = 80 - 60 * level / max(1, P["levels"] - 1) + c % 5
+            jobs.append((f"c{c:02d}_crf{crf}.mp4", f"c{c:02d}", mos,
+                         ["-f", "lavfi", "-i", graph, *x264(2 * fps, crf), "-f", "mp4"]))
+    with ThreadPoolExecutor(max(1, (os.cpu_count() or 2) // 2)) as pool:
+        list(pool.map(lambda j: make_video(os.path.join(root, j[0]), fps * sec, *j[3]), jobs))
+    rows = []
+    for name, source, mos, _ in jobs:
+        for k in range(P["copies"]):
+            link = name if k == 0 else name.replace(".mp4", f"_copy{k}.mp4")
+            if k and not os.path.lexists(os.path.join(root, link)):
+                os.symlink(name, os.path.join(root, link))
+            rows.append((link, f"{mos:.1f}", source))
+    tmp = f"{labels}.tmp{os.getpid()}"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "mos", "source"])
+        writer.writerows(rows)
+    os.replace(tmp, labels)
+    return labels
+
+
+def official_teacher(P, folder, device):
+    """A random P['teacher'] in the layout of the official InternVideo2 files: the model's own state
+    dict, whose keys are the checkpoints' (docs/reference.md, section 2), at their 8 x 224 geometry.
+    Written once into folder (atomically) and kept: a paper run always loads such a file."""
+    path = os.path.join(folder, f"random_{P['teacher']}_official_layout.pth")
+    if os.path.exists(path):
+        show("teacher file", f"{path}, {size_text(os.path.getsize(path))} (made earlier, kept)")
+        return path
+    t0 = time.perf_counter()
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = VideoViT(CONFIGS[P["teacher"]])
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    del model
+    tmp = f"{path}.part{os.getpid()}"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    show("teacher file", f"{path}, {size_text(os.path.getsize(path))}, written in "
+                         f"{time.perf_counter() - t0:.0f} s (a one-time cost: kept for later runs)")
+    return path
+
+
+def run_logged(cmd, timeout, log_path):
+    """Run cmd in its own process group, stdout and stderr into log_path; on timeout the whole
+    group (DataLoader workers too) is stopped. Returns (exit code or None on timeout, the log)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)  # train.py saves and stops on SIGTERM
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            code = None
+    with open(log_path) as f:
+        return code, f.read()
+
+
+def train_py_starts():
+    """Raise, with train.py's own last words, unless `train.py --help` runs and lists the options
+    step c passes (a GPU image often lacks a package, imageio-ffmpeg for one)."""
+    try:
+        usage = subprocess.run([sys.executable, TRAIN_PY, "--help"], cwd=ROOT, capture_output=True,
+                               text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError("train.py --help did not finish within 120 s") from None
+    if usage.returncode:
+        last = (usage.stderr.strip().splitlines() or [f"exit {usage.returncode}, no message"])[-1]
+        raise RuntimeError(f"train.py cannot start: {last}")
+    missing = [o for o in ("--cache", "--teacher-ckpt", "--max-steps") if o not in usage.stdout]
+    if missing:
+        raise RuntimeError(f"train.py --help lists no {', '.join(missing)}")
+
+
+def cache_figures(cache, labels):
+    """Show the cache entries train.py wrote into `cache` against the video files and the names the
+    set lists; raise unless there is at most one entry per file. An entry's name ends in a hash of
+    the file it holds (data.cached_frames), so two entries of one file share that hash."""
+    with open(labels) as f:
+        names = [os.path.join(os.path.dirname(labels), r["path"]) for r in csv.DictReader(f)]
+    files = {os.path.realpath(p) for p in names}
+    entries = [e for e in os.listdir(cache) if e.endswith(".npy")] if os.path.isdir(cache) else []
+    size = sum(os.path.getsize(os.path.join(cache, e)) for e in entries)
+    keys = {e.rsplit(".", 2)[-2] for e in entries}
+    ok = len(keys) == len(entries) <= len(files)
+    show("cache entries", f"{len(entries)} ({size_text(size)}) for {len(files)} video files listed "
+                          f"under {len(names)} names; one entry per file: {'yes' if ok else 'NO'}")
+    if not ok:
+        raise RuntimeError(f"{len(entries)} cache entries of {len(keys)} distinct files: a video "
+                           f"listed under several names is cached once per name")
+
+
+def checkpoint_figures(out, teacher_file, teacher):
+    """Show the sizes of the checkpoints train.py wrote and the teacher tensors last.pt holds;
+    raise if it holds the whole teacher (a paper run saves its trainable part) or cannot be read."""
+    written = [n for n in ("last.pt", "best.pt") if os.path.exists(os.path.join(out, n))]
+    sizes = [f"{n} {size_text(os.path.getsize(os.path.join(out, n)))}" for n in written]
+    show("checkpoints", f"{', '.join(sizes) or 'none written'} (the teacher file: "
+                        f"{size_text(os.path.getsize(teacher_file))})")
+    with torch.device("meta"):
+        total = len(VideoViT(CONFIGS[teacher]).state_dict())
+    try:
+        saved = len(torch.load(os.path.join(out, "last.pt"), map_location="cpu", mmap=True,
+                               weights_only=True)["teacher"])
+    except (OSError, KeyError, TypeError, RuntimeError) as e:
+        raise RuntimeError(f"cannot count the teacher tensors of {out}/last.pt: "
+                           f"{type(e).__name__}: {e}") from None
+    show("teacher tensors in last.pt", f"{saved} of {total} (the trainable part; the rest is in "
+                                       f"the teacher file)")
+    if saved >= total:
+        raise RuntimeError(f"last.pt holds the whole teacher ({saved} tensors), not its "
+                           f"trainable part")
+
+
+def gpu_train(P, args, device):
+    workers = min(16, os.cpu_count() or 1) if not args.smoke else 1
+    print(f"\nc. train.py, paper profile: student {P['train_student']}, teacher {P['teacher']} "
+          f"from an official-layout file, batch {P['batch']}, {P['train_steps']} steps, --cache, "
+          f"{workers} workers; {P['contents']} contents x {P['levels']} levels of "
+          f"{P['video'][1]}p H.264, {P['seconds']} s each, each listed {P['copies']} times")
+    train_py_starts()
+    t0 = time.perf_counter()
+    name = f"gpu_set_{P['video'][1]}p_{P['contents']}x{P['levels']}x{P['copies']}"
+    labels = make_gpu_set(os.path.join(args.cache, name), P)
+    show("video set", f"{time.perf_counter() - t0:8.1f} s ({labels}; made once, then kept)")
+    teacher_file = official_teacher(P, args.cache, device)
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the teacher was built there: train.py needs the memory
+    out = tempfile.mkdtemp(prefix="gpu_train_", dir=args.cache)
+    cache = os.path.join(out, "cache")
+    cmd = [sys.executable, TRAIN_PY, "--data", "csv", "--labels", labels, "--split", "random",
+           "--test-fraction", str(2 / P["contents"]),  # 2 contents held out: short evaluations
+           "--student", P["train_student"], "--teacher", P["teacher"],
+           "--teacher-ckpt", teacher_file,
+           "--cache", cache, "--workers", str(workers), "--max-steps", str(P["train_steps"]),
+           "--epochs", str(P["train_steps"]),  # enough epochs for --max-steps to be reached
+           "--batch-size", str(P["batch"]), "--device", device.type, "--out", out]
+    if args.smoke:
+        cmd += ["--frames", str(P["frames"]), "--size", str(P["size"]), "--stride", "1",
+                "--test-clips", "1", "--log-every", str(P["log_every"])]
+    show("command", " ".join(cmd[1:]))
+    t0 = time.perf_counter()
+    code, log = run_logged(cmd, P["train_timeout"], os.path.join(out, "train.log"))
+    wall = time.perf_counter() - t0
+    steps = [line for line in log.splitlines() if re.search(r" step \d+/\d+ ", line)]
+    stopped = f"stopped at the {P['train_timeout']} s timeout"
+    status = {0: "finished", None: stopped}.get(code, f"exit {code}")
+    show("train.py", f"{status} in {wall:.0f} s; {len(steps)} log lines; log {out}/train.log")
+    if code != 0 or not steps:
+        print("  " + "\n  ".join(log.strip().splitlines()[-15:]))
+    if not steps:
+        raise RuntimeError(f"train.py logged no step ({status})")
+    for text in re.findall(r"^cache: .*$", log, re.M):
+        show("train.py's cache", text[len("cache: "):])
+    # each log line: throughput, and the share of wall time spent waiting for the DataLoader since
+    # the last one
+    rates = [float(m[1]) for m in (re.search(r"([\d.]+) clips/s", s) for s in steps) if m]
+    waits = [int(m[1]) for m in (re.search(r"wait (\d+)%", s) for s in steps) if m]
+    if len(rates) != len(steps) or len(waits) != len(steps):
+        raise RuntimeError(f"of {len(steps)} log lines, {len(rates)} have `X clips/s` and "
+                           f"{len(waits)} `wait NN%`: train.py's log format changed")
+    last = re.search(r" step (\d+)/", steps[-1])[1]
+    show("clips/s per log line", f"{' '.join(f'{r:.1f}' for r in rates)}; mean "
+                                 f"{statistics.mean(rates):.1f} (up to step {last}; the first "
+                                 f"epoch builds the cache)")
+    show("waiting for data (wait NN%)", f"mean {statistics.mean(waits):.0f}% of the loop's time; "
+                                        f"per log line: {' '.join(map(str, waits))}")
+    evals = [int(s) for s in re.findall(r"^eval after epoch \d+ \(.*?(\d+)s\)$", log, re.M)]
+    show("evaluations (not in the figures above)", f"{len(evals)}, {sum(evals)} s in all")
+    problems = [] if code == 0 else [f"train.py {status}"]
+    for figures in (lambda: checkpoint_figures(out, teacher_file, P["teacher"]),
+                    lambda: cache_figures(cache, labels)):
+        try:  # every figure is shown before the step fails
+            figures()
+        except RuntimeError as e:
+            problems.append(str(e))
+    if problems:
+        raise RuntimeError("; ".join(problems))
+
+
+def gpu_check(args):
+    device = torch.device("cpu" if args.smoke else "cuda")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("--gpu needs CUDA; --gpu --smoke runs the same code on a CPU")
+    P = SMOKE if args.smoke else GPU
+    smoke = " (--smoke: tiny sizes on the CPU)" if args.smoke else ""
+    print(f"GPU check{smoke}: {machine(device)}")
+    if os.path.isdir("/dev/shm"):  # DataLoader workers hand batches over through it
+        shm = os.statvfs("/dev/shm")
+        print(f"/dev/shm: {shm.f_bavail * shm.f_frsize / 1e9:.1f} GB free")
+    t_all, failed = time.perf_counter(), []
+    steps = (("a. distill step", lambda: gpu_distill(P, device)),
+             ("b. fp32 vs bf16", lambda: gpu_agreement(P, device)),
+             ("c. train.py", lambda: gpu_train(P, args, device)))
+    for name, step in steps:
+        t0 = time.perf_counter()
+        try:
+            step()
+        except Exception as e:  # one failure must not cost the rest of a short lease
+            failed.append(name)
+            print(f"{name} FAILED: {type(e).__name__}: {e}")
+            traceback.print_exc(limit=-3, file=sys.stdout)
+        show(f"({name} took)", f"{time.perf_counter() - t0:8.1f} s")
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    print(f"\nGPU check took {time.perf_counter() - t_all:.0f} s; "
+          + (f"FAILED: {', '.join(failed)}" if failed else "every step ran"))
+    return 1 if failed else 0
+
+
+# -----------------------------------------------------------------------------------------------
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true",
+                   help="fewer repeats, no base at batch 4: ~5 minutes on 2 CPU cores")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtypes", default="fp32,bf16", help="comma-separated, from fp32 and bf16")
+    p.add_argument("--budget", type=float, default=None,
+                   help="skip a run predicted to take longer than this many seconds "
+                        "(default 90, --quick 75)")
+    p.add_argument("--sections", default="12345", help="which figures to measure, e.g. 14")
+    p.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "internvqa_bench"),
+                   help="generated test videos (and the --gpu check's teacher file) are kept here")
+    p.add_argument("--gpu", action="store_true",
+                   help="the one-shot GPU check instead of the sections")
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny sizes, to exercise --gpu or section 4 on a CPU")
+    args = p.parse_args()
+    args.dtypes = args.dtypes.split(",")
+    if not set(args.dtypes) <= set(DTYPES):
+        p.error(f"--dtypes takes {list(DTYPES)}, got {','.join(args.dtypes)}")
+    args.budget = args.budget or (75.0 if args.quick else 90.0)
+    args.warmup, args.repeats = (1, 3) if args.quick else (2, 5)
+    os.makedirs(args.cache, exist_ok=True)
+    if args.gpu:
+        sys.exit(gpu_check(args))
+
+    device = torch.device(args.device)
+    targets = []  # (what, measured, passed) for the summary line
+    print(f"machine: {machine(device)}")
+    print(f"mode: {'--quick' if args.quick else 'full'}; timings are medians after {args.warmup} "
+          f"warm-up runs; runs predicted over {args.budget:.0f} s are skipped")
+    t_bench = time.perf_counter()
+    if "1" in args.sections or "2" in args.sections:
+        forward_section(args, device, targets)
+    if "3" in args.sections:
+        distill_section(args, device, targets)
+    if "4" in args.sections:
+        loader_section(args, targets)
+    if "5" in args.sections:
+        train_section(args, device, targets)
+    print(f"\nbench took {time.perf_counter() - t_bench:.0f} s")
+    print("SUMMARY: " + " | ".join(f"{'PASS' if ok else 'FAIL'} {what} {measured}"
+                                   for what, measured, ok in targets))
+
+
+if __name__ == "__main__":
+    main()
