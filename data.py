@@ -52,7 +52,8 @@ def train_indices(n_frames, frames, stride, rng):
 
 
 def eval_indices(n_frames, frames, stride, clips=1):
-    """(clips, frames) indices of `clips` clips centred in equal parts of the video; deterministic."""
+    """(clips, frames) indices of `clips` clips centred in equal parts of the video;
+    deterministic."""
     s = _fit_stride(n_frames, frames, stride)
     if clips < 1:
         raise ValueError(f"clips must be >= 1, got {clips}")
@@ -68,7 +69,8 @@ def eval_indices(n_frames, frames, stride, clips=1):
 
 
 def _upscale(clip, short):
-    """Bilinear upscale of uint8 (T, H, W, 3) to a short side of `short`; a no-op when it is longer."""
+    """Bilinear upscale of uint8 (T, H, W, 3) to a short side of `short`; a no-op when it is
+    longer."""
     if min(clip.shape[1:3]) >= short:
         return clip
     planes = np.asarray(clip, np.float32).transpose(0, 3, 1, 2)  # (T, 3, H, W)
@@ -81,7 +83,8 @@ def _offset(room, rng):
 
 
 def crop_clip(clip, size, rng=None):
-    """One size x size crop, the same on every frame: random with a numpy Generator, else centred."""
+    """One size x size crop, the same on every frame: random with a numpy Generator, else
+    centred."""
     clip = _upscale(clip, size)
     _, h, w, _ = clip.shape
     y, x = _offset(h - size, rng), _offset(w - size, rng)
@@ -91,7 +94,8 @@ def crop_clip(clip, size, rng=None):
 def fragment_clip(clip, size, rng=None, grid=7):
     """FAST-VQA fragments: a native (size/grid)^2 patch from each cell of a grid x grid split,
     stitched into size x size. Offsets inside the cells are the same on every frame of the clip;
-    random with a numpy Generator, else the cell centres (FAST-VQA itself is random at test time)."""
+    random with a numpy Generator, else the cell centres (FAST-VQA itself is random at test
+    time)."""
     if size % grid:
         raise ValueError(f"fragment size {size} is not a multiple of the grid {grid}")
     p = size // grid
@@ -125,13 +129,15 @@ def normalise(x):
 
 
 def yuv_args(item):
-    """The raw-YUV description an item carries (width, height, bit_depth, fps), for video.probe/read_clip."""
+    """The raw-YUV description an item carries (width, height, bit_depth, fps), for
+    video.probe/read_clip."""
     return {k: item[k] for k in YUV_KEYS if item.get(k) not in (None, "")}
 
 
 def _probe_key(item):
     st = os.stat(item["path"])
-    return repr((os.path.abspath(item["path"]), st.st_size, st.st_mtime_ns, sorted(yuv_args(item).items())))
+    return repr((os.path.abspath(item["path"]), st.st_size, st.st_mtime_ns,
+                 sorted(yuv_args(item).items())))
 
 
 def check_videos(items, workers=8, memo=None):
@@ -140,7 +146,8 @@ def check_videos(items, workers=8, memo=None):
     Finds missing, zero-byte, truncated and non-video files before training; raises one error that
     lists every bad file (FileNotFoundError when they are all missing, else ValueError). memo: a
     JSON file that remembers the probes of unchanged files (absolute path, size, modification time,
-    raw format), so that a restart or a resume does not read every video again; rewritten atomically.
+    raw format), so that a restart or a resume does not read every video again; rewritten
+    atomically.
     """
     known = {}
     if memo and os.path.exists(memo):
@@ -161,8 +168,10 @@ def check_videos(items, workers=8, memo=None):
         done = list(pool.map(safe_probe, items))
     errors = [e for _, e in done if isinstance(e, Exception)]
     if errors:
-        kind = FileNotFoundError if all(isinstance(e, FileNotFoundError) for e in errors) else ValueError
-        raise kind(f"{len(errors)} of {len(items)} videos cannot be read:\n" + "\n".join(map(str, errors)))
+        kind = (FileNotFoundError if all(isinstance(e, FileNotFoundError) for e in errors)
+                else ValueError)
+        raise kind(f"{len(errors)} of {len(items)} videos cannot be read:\n"
+                   + "\n".join(map(str, errors)))
     if memo and any(key not in known for key, _ in done):
         _write_atomic(memo, lambda f: f.write(json.dumps({**known, **dict(done)}).encode()))
     return [info for _, info in done]
@@ -188,8 +197,9 @@ def _write_atomic(path, write):
 
 
 def cached_frames(path, cache, short_side, info=None, **yuv):
-    """All frames of `path` as read_clip(..., short_side=short_side) reads them: uint8 (N, H', W', 3)
-    memory-mapped from a .npy in the folder `cache`, decoded and written there on first use.
+    """All frames of `path` as read_clip(..., short_side=short_side) reads them: uint8
+    (N, H', W', 3) memory-mapped from a .npy in the folder `cache`, decoded and written there on
+    first use.
 
     Its name hashes the source's real path (symbolic links resolved: one entry per file), size and
     mtime and the geometry (short side; raw width, height, bit depth): a changed source gets a new
@@ -231,8 +241,9 @@ class VideoDataset(torch.utils.data.Dataset):
     frames: cache with resize=False or fragments is a ValueError.
     """
 
-    def __init__(self, items, frames=8, size=224, stride=4, train=True, clips=1, label_range=(0, 100),
-                 fragments=False, seed=0, check=False, resize=True, cache=None, info=None):
+    def __init__(self, items, frames=8, size=224, stride=4, train=True, clips=1,
+                 label_range=(0, 100), fragments=False, seed=0, check=False, resize=True,
+                 cache=None, info=None):
         lo, hi = label_range
         if not items or min(frames, size, stride, clips) < 1 or not hi > lo:
             raise ValueError(f"need items and frames, size, stride, clips >= 1 and hi > lo; got "
@@ -243,7 +254,8 @@ class VideoDataset(torch.utils.data.Dataset):
             raise ValueError(f"fragments on a {grid} x {grid} grid need a size that is a multiple "
                              f"of {grid}, got {size}")
         if cache and (grid or not resize):
-            raise ValueError(f"cache= holds frames resized to a short side of {size}: native-resolution "
+            raise ValueError(f"cache= holds frames resized to a short side of {size}: "
+                             f"native-resolution "
                              f"{'fragments' if grid else 'crops (resize=False)'} cannot use it")
         self.items, self.frames, self.size, self.stride = list(items), frames, size, stride
         self.train, self.clips, self.lo, self.hi = train, clips, float(lo), float(hi)
@@ -265,11 +277,13 @@ class VideoDataset(torch.utils.data.Dataset):
     def cache_cost(self):
         """(bytes a frame of the largest video, bytes of all videos) that cache= holds: uint8 RGB at
         the resized geometry (267 kB a 16:9 frame at 224); probes the videos not probed yet."""
-        todo = {it["path"]: it for it in self.items if it["path"] not in self.info}  # each file once
+        # each file once
+        todo = {it["path"]: it for it in self.items if it["path"] not in self.info}
         self.info.update(zip(todo, check_videos(list(todo.values()))))
         files = {os.path.realpath(it["path"]): it["path"] for it in self.items}  # links: one file
         infos = [self.info[path] for path in files.values()]
-        frame_bytes = [3 * math.prod(resized_size(i["height"], i["width"], self.size)) for i in infos]
+        frame_bytes = [3 * math.prod(resized_size(i["height"], i["width"], self.size))
+                       for i in infos]
         return max(frame_bytes), sum(b * i["frames"] for b, i in zip(frame_bytes, infos))
 
     def __getitem__(self, index):
@@ -286,7 +300,8 @@ class VideoDataset(torch.utils.data.Dataset):
         pick = partial(fragment_clip, grid=self.grid) if self.grid else crop_clip
         if self.train:
             rng = self._rng(index)
-            clip = to_tensor(pick(read(train_indices(n, self.frames, self.stride, rng)), self.size, rng))
+            clip = to_tensor(pick(read(train_indices(n, self.frames, self.stride, rng)),
+                                  self.size, rng))
         else:  # (clips, 3, T, S, S)
             clip = torch.stack([to_tensor(pick(read(idx), self.size))
                                 for idx in eval_indices(n, self.frames, self.stride, self.clips)])

@@ -48,13 +48,15 @@ def freeze_teacher(model, trainable="last"):
         for m in (model.blocks[-1], model.clip_projector, model.fc_norm, model.head):
             m.requires_grad_(True)
     if trainable == "last+embed":
-        for p in (model.patch_embed.proj.weight, model.patch_embed.proj.bias, model.cls_token, model.pos_embed):
+        for p in (model.patch_embed.proj.weight, model.patch_embed.proj.bias, model.cls_token,
+                  model.pos_embed):
             p.requires_grad_(True)
     return model
 
 
 def _trains(module_or_param):
-    ps = [module_or_param] if isinstance(module_or_param, nn.Parameter) else module_or_param.parameters()
+    ps = ([module_or_param] if isinstance(module_or_param, nn.Parameter)
+          else module_or_param.parameters())
     return any(p.requires_grad for p in ps)
 
 
@@ -102,8 +104,10 @@ class Distiller(nn.Module):
         both = teacher is not None and student is not None
         self.aligning = both and w_align != 0
         self.use_teacher = teacher is not None and (w_teacher != 0 or self.aligning)
-        if not ((student is not None and w_student != 0) or (teacher is not None and w_teacher != 0) or self.aligning):
-            raise ValueError(f"every loss term is off (weights {w_teacher}, {w_student}, {w_align}): nothing to train")
+        if not ((student is not None and w_student != 0) or (teacher is not None and w_teacher != 0)
+                or self.aligning):
+            raise ValueError(f"every loss term is off (weights {w_teacher}, {w_student}, "
+                             f"{w_align}): nothing to train")
         # A score whose term is off gets no gradient: its head is frozen, so that no optimizer
         # step (eager, compiled or under DDP) touches it and every trainable part has a gradient.
         for m, w in ((student, w_student), (teacher, w_teacher)):
@@ -111,7 +115,8 @@ class Distiller(nn.Module):
                 m.head.requires_grad_(False)
         # A projection only when the widths differ (a CNN student); an Identity adds no keys.
         widths_differ = self.aligning and student.feature_dim != teacher.feature_dim
-        self.align = nn.Linear(student.feature_dim, teacher.feature_dim) if widths_differ else nn.Identity()
+        self.align = (nn.Linear(student.feature_dim, teacher.feature_dim) if widths_differ
+                      else nn.Identity())
         if teacher is not None and teacher_dtype is not None:
             for m in self._frozen_teacher_parts():
                 m.to(teacher_dtype)
@@ -132,25 +137,29 @@ class Distiller(nn.Module):
     def forward(self, x, y):
         y = y.float()
         nan = torch.full((), float("nan"), device=y.device)
-        out = dict(loss_teacher=nan, loss_student=nan, loss_align=nan, score_teacher=None, score_student=None)
+        out = dict(loss_teacher=nan, loss_student=nan, loss_align=nan, score_teacher=None,
+                   score_student=None)
         if self.student is not None:
             feat_s = self.student.forward_features(x)
             out["score_student"] = self.student.forward_head(feat_s).float()
             out["loss_student"] = F.mse_loss(out["score_student"], y)
         if self.use_teacher:
             # No gradient can reach the teacher when its own term is off and alignment is detached.
-            teacher_learns = _trains(self.teacher) and (self.w_teacher != 0 or not self.detach_teacher)
+            teacher_learns = (_trains(self.teacher)
+                              and (self.w_teacher != 0 or not self.detach_teacher))
             with torch.set_grad_enabled(torch.is_grad_enabled() and teacher_learns):
                 feat_t = teacher_features(self.teacher, x)
                 out["score_teacher"] = self.teacher.forward_head(feat_t).float()
             out["loss_teacher"] = F.mse_loss(out["score_teacher"], y)
         if self.aligning:
             target = feat_t.detach() if self.detach_teacher else feat_t
-            s = F.layer_norm(self.align(feat_s).float(), (target.shape[-1],))  # no affine parameters
+            # no affine parameters
+            s = F.layer_norm(self.align(feat_s).float(), (target.shape[-1],))
             t = F.layer_norm(target.float(), (target.shape[-1],))
             out["loss_align"] = F.smooth_l1_loss(s, t, beta=self.beta)
         computed = [(self.w_student, self.student is not None, "loss_student"),
-                    (self.w_teacher, self.use_teacher, "loss_teacher"), (self.w_align, self.aligning, "loss_align")]
+                    (self.w_teacher, self.use_teacher, "loss_teacher"),
+                    (self.w_align, self.aligning, "loss_align")]
         out["loss"] = sum(w * out[k] for w, done, k in computed if done and w != 0)
         return out
 
@@ -165,7 +174,8 @@ def _no_decay(name, p):
 
 
 def _layer_id(name, depth):
-    """ViT layer index for layer-wise lr decay: embeddings 0, block i -> i + 1, the rest depth + 1."""
+    """ViT layer index for layer-wise lr decay: embeddings 0, block i -> i + 1, the rest
+    depth + 1."""
     if name.startswith(("patch_embed.", "cls_token", "pos_embed")):
         return 0
     m = re.match(r"blocks\.(\d+)\.", name)
@@ -186,13 +196,15 @@ def param_groups(modules, weight_decay, layer_decay=None):
             if layer_decay is not None and depth is not None:
                 scale = layer_decay ** (depth + 1 - _layer_id(name, depth))
             wd = 0.0 if _no_decay(name, p) else weight_decay
-            g = groups.setdefault((wd, scale), dict(params=[], names=[], weight_decay=wd, lr_scale=scale))
+            g = groups.setdefault((wd, scale),
+                                  dict(params=[], names=[], weight_decay=wd, lr_scale=scale))
             g["params"].append(p)
             g["names"].append(name)
     return list(groups.values())
 
 
-def build_optimizer(modules, lr, weight_decay=0.05, betas=(0.9, 0.999), layer_decay=None, fused=None):
+def build_optimizer(modules, lr, weight_decay=0.05, betas=(0.9, 0.999), layer_decay=None,
+                    fused=None):
     """AdamW over what requires grad. Each group's lr is lr x its lr_scale; a scheduler should
     multiply, not overwrite (torch's LambdaLR does)."""
     groups = param_groups(modules, weight_decay, layer_decay)

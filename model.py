@@ -96,7 +96,8 @@ class Attention(nn.Module):
         B, N, D = x.shape
         q, k, v = self.qkv(x).chunk(3, dim=-1)  # 3 x (B, N, D)
         q, k = self.q_norm(q), self.k_norm(k)
-        q, k, v = (t.view(B, N, self.num_heads, -1).transpose(1, 2) for t in (q, k, v))  # (B, h, N, hd)
+        # (B, h, N, hd)
+        q, k, v = (t.view(B, N, self.num_heads, -1).transpose(1, 2) for t in (q, k, v))
         x = attention(q, k, v, self.fused).transpose(1, 2).reshape(B, N, D)
         return self.proj(x)
 
@@ -130,7 +131,8 @@ class Block(nn.Module):
 
 
 class CrossAttention(nn.Module):
-    """Pooling attention: bias-free q/k/v projections with separate bias vectors (upstream layout)."""
+    """Pooling attention: bias-free q/k/v projections with separate bias vectors (upstream
+    layout)."""
 
     def __init__(self, dim, num_heads, out_dim, fused=True):
         super().__init__()
@@ -146,15 +148,19 @@ class CrossAttention(nn.Module):
 
     def forward(self, x_q, x_k, x_v):
         B, Nq, D = x_q.shape
-        q = F.linear(x_q, self.q.weight, self.q_bias).view(B, Nq, self.num_heads, -1).transpose(1, 2)
-        k = F.linear(x_k, self.k.weight, self.k_bias).view(B, -1, self.num_heads, D // self.num_heads).transpose(1, 2)
-        v = F.linear(x_v, self.v.weight, self.v_bias).view(B, -1, self.num_heads, D // self.num_heads).transpose(1, 2)
+        q = (F.linear(x_q, self.q.weight, self.q_bias)
+             .view(B, Nq, self.num_heads, -1).transpose(1, 2))
+        k = (F.linear(x_k, self.k.weight, self.k_bias)
+             .view(B, -1, self.num_heads, D // self.num_heads).transpose(1, 2))
+        v = (F.linear(x_v, self.v.weight, self.v_bias)
+             .view(B, -1, self.num_heads, D // self.num_heads).transpose(1, 2))
         x = attention(q, k, v, self.fused).transpose(1, 2).reshape(B, Nq, D)  # (B, Nq, D)
         return self.proj(x)
 
 
 class AttentionPool(nn.Module):
-    """`clip_projector`: one query, the LayerNormed mean token, attends over all tokens. No residual."""
+    """`clip_projector`: one query, the LayerNormed mean token, attends over all tokens. No
+    residual."""
 
     def __init__(self, dim, num_heads, out_dim, fused=True):
         super().__init__()
@@ -178,10 +184,13 @@ def sincos_pos_embed(dim, t, h, w):
 
     dt, ds = dim // 4, dim // 4 * 3
     gy, gx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    spatial = torch.cat([one_d(ds // 2, gy.flatten()), one_d(ds // 2, gx.flatten())], dim=1)  # (h*w, ds)
+    # (h*w, ds)
+    spatial = torch.cat([one_d(ds // 2, gy.flatten()), one_d(ds // 2, gx.flatten())], dim=1)
     temporal = one_d(dt, torch.arange(t))  # (t, dt)
-    table = torch.cat([temporal[:, None].expand(t, h * w, dt), spatial[None].expand(t, h * w, ds)], dim=2)
-    return torch.cat([torch.zeros(1, dim, dtype=table.dtype), table.reshape(t * h * w, dim)]).float()
+    table = torch.cat([temporal[:, None].expand(t, h * w, dt),
+                       spatial[None].expand(t, h * w, ds)], dim=2)
+    return torch.cat([torch.zeros(1, dim, dtype=table.dtype),
+                      table.reshape(t * h * w, dim)]).float()
 
 
 @torch.no_grad()
@@ -238,11 +247,13 @@ class ViTConfig:
     head_dropout: float = 0.0
     grad_checkpointing: bool = False  # recompute block activations in backward to save memory
     fused_attn: bool = True  # F.scaled_dot_product_attention, else the manual reference
-    patch_init: str = "normal"  # "dct": a whitened 2-D DCT basis, for training from scratch on little data
+    # "dct": a whitened 2-D DCT basis, for training from scratch on little data
+    patch_init: str = "normal"
 
 
 CONFIGS = {
-    "tiny": ViTConfig(embed_dim=64, depth=2, num_heads=2, pool_heads=4, pool_dim=64),  # 0.1M: tests, smoke runs
+    # 0.1M: tests, smoke runs
+    "tiny": ViTConfig(embed_dim=64, depth=2, num_heads=2, pool_heads=4, pool_dim=64),
     "small": ViTConfig(embed_dim=384, depth=12, num_heads=6),  # ~22.5M params (+0.7M pool/head)
     "base": ViTConfig(embed_dim=768, depth=12, num_heads=12),  # ~86M
     "large": ViTConfig(embed_dim=1024, depth=24, num_heads=16),  # ~304M
@@ -258,15 +269,19 @@ class VideoViT(nn.Module):
         self.cfg = cfg
         self.feature_dim = cfg.pool_dim
         D, p = cfg.embed_dim, cfg.patch_size
-        self.grid = (cfg.num_frames // cfg.tubelet_size, cfg.img_size // p, cfg.img_size // p)  # (t, h, w)
+        # (t, h, w)
+        self.grid = (cfg.num_frames // cfg.tubelet_size, cfg.img_size // p, cfg.img_size // p)
         self.patch_embed = nn.Module()
-        self.patch_embed.proj = nn.Conv3d(3, D, (cfg.tubelet_size, p, p), stride=(cfg.tubelet_size, p, p))
+        self.patch_embed.proj = nn.Conv3d(3, D, (cfg.tubelet_size, p, p),
+                                          stride=(cfg.tubelet_size, p, p))
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + math.prod(self.grid), D))
         hidden = round(D * cfg.mlp_ratio)
-        dpr = [cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]  # linear in depth
+        # linear in depth
+        dpr = [cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
         self.blocks = nn.ModuleList(
-            Block(D, cfg.num_heads, hidden, cfg.init_values, dpr[i], cfg.fused_attn) for i in range(cfg.depth))
+            Block(D, cfg.num_heads, hidden, cfg.init_values, dpr[i], cfg.fused_attn)
+            for i in range(cfg.depth))
         self.clip_projector = AttentionPool(D, cfg.pool_heads, cfg.pool_dim, cfg.fused_attn)
         self.fc_norm = nn.LayerNorm(cfg.pool_dim)
         self.fc_dropout = nn.Dropout(cfg.head_dropout) if cfg.head_dropout > 0 else nn.Identity()
@@ -303,12 +318,14 @@ class VideoViT(nn.Module):
     def embed(self, x):
         """(B, 3, T, H, W) video -> (B, 1 + T*h*w, D) tokens, time first, cls token in front."""
         cfg = self.cfg
-        if x.ndim != 5 or x.shape[1] != 3 or tuple(x.shape[2:]) != (cfg.num_frames, cfg.img_size, cfg.img_size):
+        if (x.ndim != 5 or x.shape[1] != 3
+                or tuple(x.shape[2:]) != (cfg.num_frames, cfg.img_size, cfg.img_size)):
             raise ValueError(f"expected (B, 3, {cfg.num_frames}, {cfg.img_size}, {cfg.img_size}) "
                              f"(B, channels, frames, height, width), got {tuple(x.shape)}")
         x = self.patch_embed.proj(x.to(self.patch_embed.proj.weight.dtype))  # (B, D, t, h, w)
         x = x.flatten(2).transpose(1, 2)  # (B, t*h*w, D): frame 0 row-major, then frame 1, ...
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)  # (B, 1 + t*h*w, D)
+        # (B, 1 + t*h*w, D)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
         return x + self.pos_embed.to(x.dtype)
 
     def run_blocks(self, x, blocks):
@@ -330,9 +347,9 @@ class VideoViT(nn.Module):
         return self.pool(self.run_blocks(self.embed(x), self.blocks))
 
     def forward_head(self, feat):
-        """(B, pool_dim) -> (B,) score (or (B, num_outputs) for a classifier head). In the head's own dtype
-        (float32) even under autocast: bf16 keeps 8 bits of a score near 0.5, far coarser than a fresh
-        head's spread, so every score would tie."""
+        """(B, pool_dim) -> (B,) score (or (B, num_outputs) for a classifier head). In the head's
+        own dtype (float32) even under autocast: bf16 keeps 8 bits of a score near 0.5, far coarser
+        than a fresh head's spread, so every score would tie."""
         with torch.autocast(feat.device.type, enabled=False):
             out = self.head(self.fc_dropout(feat.to(self.head.weight.dtype)))
         return out.squeeze(-1) if out.shape[-1] == 1 else out
@@ -354,7 +371,8 @@ class ConvBlock(nn.Module):
         self.bn1 = nn.BatchNorm3d(cout)
         self.temporal = nn.Conv3d(cout, cout, (3, 1, 1), 1, (1, 0, 0), bias=False)
         self.bn2 = nn.BatchNorm3d(cout)
-        self.skip = (nn.Sequential(nn.Conv3d(cin, cout, 1, (1, stride, stride), bias=False), nn.BatchNorm3d(cout))
+        self.skip = (nn.Sequential(nn.Conv3d(cin, cout, 1, (1, stride, stride), bias=False),
+                                   nn.BatchNorm3d(cout))
                      if stride != 1 or cin != cout else nn.Identity())
 
     def forward(self, x):
@@ -411,7 +429,8 @@ def flops_per_clip(cfg: ViTConfig, frames=None, img_size=None):
     hidden = round(D * cfg.mlp_ratio)
     macs = n * 3 * cfg.tubelet_size * p * p * D  # patch embedding
     macs += cfg.depth * (N * 4 * D * D + 2 * N * N * D + 2 * N * D * hidden)  # qkv+proj, attn, mlp
-    macs += 2 * N * D * D + D * D + 2 * N * D + D * cfg.pool_dim + cfg.pool_dim * cfg.num_outputs  # pool
+    # pool
+    macs += 2 * N * D * D + D * D + 2 * N * D + D * cfg.pool_dim + cfg.pool_dim * cfg.num_outputs
     return 2 * macs
 
 
@@ -465,20 +484,23 @@ def checkpoint_grid(n_tokens, saved_grid=None, frames=None):
     if frames:
         side = math.isqrt(n // frames)
         if frames * side * side != n:
-            raise ValueError(f"a pos_embed of {n} patch rows is not {frames} frames of a square grid")
+            raise ValueError(f"a pos_embed of {n} patch rows is not {frames} frames of a "
+                             f"square grid")
         return frames, side, side
     readings = [(n // (s * s), s, s) for s in range(2, math.isqrt(n) + 1) if n % (s * s) == 0]
     if len(readings) == 1:
         return readings[0]
     raise ValueError(f"a pos_embed of {n_tokens} tokens is not the official 16 x 16 per frame, and "
                      f"no geometry came with it; it reads as "
-                     f"{' or '.join(' x '.join(map(str, r)) for r in readings) or 'no square grid'} "
-                     f"(frames x h x w): give its frame count (train.py / predict.py --ckpt-frames)")
+                     f"{' or '.join(' x '.join(map(str, r)) for r in readings) or 'no square grid'}"
+                     f" (frames x h x w): give its frame count (train.py / predict.py "
+                     f"--ckpt-frames)")
 
 
 def resize_pos_embed(pos, grid, src_grid):
-    """(1, 1 + T*h*w, D) on `src_grid` (T, h, w) -> (1, 1 + t*h'*w', D) on `grid` (t, h', w'): linear
-    in time, then bicubic in space per frame, both with align_corners False; the cls row is kept."""
+    """(1, 1 + T*h*w, D) on `src_grid` (T, h, w) -> (1, 1 + t*h'*w', D) on `grid` (t, h', w'):
+    linear in time, then bicubic in space per frame, both with align_corners False; the cls row is
+    kept."""
     t, h, w = grid
     cls, patch = pos[:, :1], pos[:, 1:].float()
     D = pos.shape[-1]
@@ -494,17 +516,20 @@ def resize_pos_embed(pos, grid, src_grid):
 
 
 def read_checkpoint(path, trust=False):
-    """torch.load on the CPU, tensors only unless trust=True (full unpickling runs code from the file)."""
+    """torch.load on the CPU, tensors only unless trust=True (full unpickling runs code from the
+    file)."""
     try:
         with open(path, "rb") as f:
             first = f.read(1)
-        if not zipfile.is_zipfile(path) and first != b"\x80":  # torch.save writes a zip (legacy: a pickle)
+        # torch.save writes a zip (legacy: a pickle)
+        if not zipfile.is_zipfile(path) and first != b"\x80":
             raise ValueError(f"{path}: not a torch checkpoint (neither a zip archive nor a pickle)")
         return torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as e:
-        raise ValueError(f"{path}: holds objects other than tensors (e.g. arguments or optimizer state "
-                         f"saved by DeepSpeed), so the safe weights_only load refused it. If you trust "
-                         f"the file, pass trust=True (train.py / predict.py: --trust-ckpt).\n{e}") from None
+        raise ValueError(f"{path}: holds objects other than tensors (e.g. arguments or optimizer "
+                         f"state saved by DeepSpeed), so the safe weights_only load refused it. If "
+                         f"you trust the file, pass trust=True (train.py / predict.py: "
+                         f"--trust-ckpt).\n{e}") from None
     except (OSError, RuntimeError, EOFError) as e:
         raise ValueError(f"{path}: cannot be read as a torch checkpoint ({e})") from None
 
@@ -516,11 +541,12 @@ def load_internvideo2(model, ckpt, strict=True, trust=False, grid=None, frames=N
     (read with weights_only=True; one that needs full unpickling raises unless trust=True), or a
     state dict of this model. Every backbone key must load: anything missing, unexpected or
     mis-shaped raises one error listing all of them (strict=False: reported instead). `head.*` and
-    `fc_norm.*` may be absent or of another shape (a 710-class head): they stay at init. The position
-    table is resized from its real grid (checkpoint_grid: `grid` saved with the weights, `frames`
-    its frame count). A model built on the meta device (no memory, no random init) takes the file's
-    tensors as its parameters; what stays at init is then initialised. Returns dict(loaded, dropped,
-    resized, left_at_init) (and, with strict=False, missing / unexpected / mismatched).
+    `fc_norm.*` may be absent or of another shape (a 710-class head): they stay at init. The
+    position table is resized from its real grid (checkpoint_grid: `grid` saved with the weights,
+    `frames` its frame count). A model built on the meta device (no memory, no random init) takes
+    the file's tensors as its parameters; what stays at init is then initialised. Returns
+    dict(loaded, dropped, resized, left_at_init) (and, with strict=False, missing / unexpected /
+    mismatched).
     """
     where = ckpt if isinstance(ckpt, str) else "state dict"
     if not isinstance(ckpt, dict):
@@ -552,7 +578,8 @@ def load_internvideo2(model, ckpt, strict=True, trust=False, grid=None, frames=N
     sd = {k: v.to(own[k].dtype) for k, v in sd.items()
           if k in own and v.shape == own[k].shape}  # a bf16 file trains in the model's dtype
     on_meta = any(p.is_meta for p in model.parameters())
-    model.load_state_dict(sd, strict=False, assign=on_meta)  # assign: the tensors become the weights
+    # assign: the tensors become the weights
+    model.load_state_dict(sd, strict=False, assign=on_meta)
     if on_meta:
         model.materialise()
     report["loaded"] = sorted(sd)

@@ -31,14 +31,15 @@ def load_model(path, which, args):
     loading path train.py uses (runtime.read_model)."""
     shape = {k: v for k, v in (("num_frames", args.frames), ("img_size", args.size)) if v}
     try:
-        model, ckpt, report = runtime.read_model(path, which, args.trust_ckpt, args.ckpt_frames, **shape)
+        model, ckpt, report = runtime.read_model(path, which, args.trust_ckpt, args.ckpt_frames,
+                                                 **shape)
     except ValueError as e:
         sys.exit(f"error: {e}")
     geometry, dtype, label_range = dict(AUTHORS), "bf16", (0.0, 1.0)
     if runtime.is_ours(ckpt):
         c = ckpt["config"]
-        geometry = dict(frames=c["frames"], size=c["size"], stride=c["stride"], clips=c["test_clips"],
-                        fragments=c["fragments"], resize=c["resize"])
+        geometry = dict(frames=c["frames"], size=c["size"], stride=c["stride"],
+                        clips=c["test_clips"], fragments=c["fragments"], resize=c["resize"])
         dtype, label_range = c["dtype"], tuple(ckpt["label_range"])
     elif report["left_at_init"]:
         sys.exit(f"{path}: has no regression head ({', '.join(report['left_at_init'])} missing or "
@@ -50,23 +51,29 @@ def load_model(path, which, args):
 def main():
     p = argparse.ArgumentParser(description="Score videos with a trained InternVQA model.")
     p.add_argument("videos", nargs="*", help="video files")
-    p.add_argument("--ckpt", required=True, help="out/best.pt, or an official InternVideo2 regressor file")
+    p.add_argument("--ckpt", required=True,
+                   help="out/best.pt, or an official InternVideo2 regressor file")
     p.add_argument("--csv", help="a CSV list with a `path` column (relative to the CSV's folder)")
-    p.add_argument("--which", default="student", choices=["student", "teacher"], help="model of a checkpoint")
+    p.add_argument("--which", default="student", choices=["student", "teacher"],
+                   help="model of a checkpoint")
     p.add_argument("--frames", type=int, help="override the clip length")
     p.add_argument("--size", type=int, help="override the crop size")
     p.add_argument("--stride", type=int, help="override the frame stride")
     p.add_argument("--clips", type=int, help="override the number of test clips")
-    p.add_argument("--ckpt-frames", type=int, help="frame count of a checkpoint whose position table is ambiguous")
-    p.add_argument("--label-range", type=float, nargs=2, metavar=("LO", "HI"), help="map outputs to this scale")
+    p.add_argument("--ckpt-frames", type=int,
+                   help="frame count of a checkpoint whose position table is ambiguous")
+    p.add_argument("--label-range", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="map outputs to this scale")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--trust-ckpt", action="store_true", help="allow full unpickling of the checkpoint file")
+    p.add_argument("--trust-ckpt", action="store_true",
+                   help="allow full unpickling of the checkpoint file")
     args = p.parse_args()
 
     model, (lo, hi), geo, dtype = load_model(args.ckpt, args.which, args)
     lo, hi = args.label_range or (lo, hi)
     device = torch.device(args.device)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype) if device.type == "cuda" else None
+    dtype = ({"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype) if device.type == "cuda"
+             else None)
     geo.update({k: v for k, v in (("stride", args.stride), ("clips", args.clips)) if v})
     model.to(device).eval()
     paths = list(args.videos)
@@ -84,8 +91,9 @@ def main():
     for path in paths:
         try:
             item = dict(path=path, mos=0.0, source=path)
-            ds = data.VideoDataset([item], train=False, frames=geo["frames"], size=geo["size"], stride=geo["stride"],
-                                   clips=geo["clips"], fragments=geo["fragments"], resize=geo["resize"],
+            ds = data.VideoDataset([item], train=False, frames=geo["frames"], size=geo["size"],
+                                   stride=geo["stride"], clips=geo["clips"],
+                                   fragments=geo["fragments"], resize=geo["resize"],
                                    label_range=(lo, hi))
             clips = data.normalise(ds[0][0].to(device))  # (clips, 3, T, S, S)
             with torch.no_grad(), torch.autocast(device.type, dtype, enabled=dtype is not None):

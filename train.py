@@ -66,7 +66,7 @@ RESUME_SAME = ("student", "teacher", "teacher_ckpt", "student_ckpt", "data", "da
                "split", "split_seed", "frames", "size", "stride", "resize", "epochs", "batch_size",
                "grad_accum", "lr", "seed", "w_teacher", "w_student", "w_align", "teacher_trainable",
                "align_to_teacher", "toy_sources", "fragments", "weight_decay", "layer_decay",
-               "pretrain")
+               "pretrain", "label_range")
 
 
 class Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -104,7 +104,8 @@ def parse_args(argv=None):
         "readings (not given: such a table is an error)")
     add("--trust-ckpt", action="store_true", help="allow full unpickling of checkpoint files")
     add("--teacher-trainable", default="last", choices=["last", "last+embed", "none", "all"],
-        help="what of the teacher trains beside a student (last: its last block and head)")
+        help="what of the teacher trains (last: its last block and head; a teacher without a "
+        "file trained alone, --student none: all of it)")
     profiled("--init-values", "LayerScale init of models not loaded from a file", type=float)
     profiled("--patch-init", "patch embedding init of ViTs not loaded from a file",
              choices=["normal", "dct"])
@@ -133,6 +134,8 @@ def parse_args(argv=None):
     add("--test-fraction", type=float, default=0.25, help="share of sources a random split holds out")
     add("--test-labels", help="evaluate on this CSV list, its sources seen in training left out "
         "(not given: the split's test videos)")
+    add("--label-range", type=float, nargs=2, metavar=("LO", "HI"), help="the label scale that "
+        "maps to targets 0..1 (not given: 0..100 for toy, bvihd, waterloo4k; a CSV's min..max)")
     # clips
     profiled("--frames", "frames per clip", type=int)
     profiled("--size", "crop size in pixels (multiple of 14)", type=int)
@@ -209,15 +212,19 @@ def parse_args(argv=None):
 # Data: labels read, videos listed, split by content
 
 
+def toy_root(args):
+    """Where the toy set lives (built there when it is not): --data-root, else under data/."""
+    name = os.path.basename(os.path.normpath(args.toy_sources)) if args.toy_sources else None
+    return args.data_root or os.path.join(
+        "data", f"toy-{name}" if name else "toy" if args.toy_variant == "default" else "toy-tiny")
+
+
 def read_items(args):
     """(train items, test items) of the chosen data."""
     if args.data == "toy":
-        name = os.path.basename(os.path.normpath(args.toy_sources)) if args.toy_sources else None
-        root = args.data_root or os.path.join(
-            "data", f"toy-{name}" if name else "toy" if args.toy_variant == "default" else "toy-tiny")
         kind = dict(sources=args.toy_sources) if args.toy_sources else dict(tiny=args.toy_variant == "tiny")
         with runtime.master_first():  # rank 0 builds it (once); the others find it built
-            items = datasets.load_csv(toy.make_toy_dataset(root, log=print0, **kind))
+            items = datasets.load_csv(toy.make_toy_dataset(toy_root(args), log=print0, **kind))
     elif args.data == "csv":
         items = datasets.load_csv(args.labels)
     elif args.data == "waterloo4k":
@@ -247,15 +254,17 @@ def teacher_stage(args, test_items):
     """The checkpoint of a teacher trained alone (`train.py --student none`) on a corpus of
     args.pretrain synthetic contents the toy set does not hold, scored on `test_items` at its end:
     built once (toy.build_once: a marker with the hash of every input, an atomic rename)."""
+    beside = os.path.dirname(os.path.abspath(toy_root(args)))  # the corpus and the teacher: data/
     with runtime.master_first():
-        corpus = toy.make_corpus(os.path.join("data", f"corpus-{args.pretrain}"),
+        corpus = toy.make_corpus(os.path.join(beside, f"corpus-{args.pretrain}"),
                                  contents=args.pretrain, log=print0)
     stage = [*STAGE, *(f"--{k.replace('_', '-')}={getattr(args, k)}" for k in TO_STAGE),
-             "--data", "csv", "--labels", str(corpus), "--split", "official"]
+             "--data", "csv", "--labels", str(corpus), "--split", "official",
+             "--label-range", "0", "100"]  # VMAF, as the toy set's
     inputs = dict(stage=stage, corpus=(corpus.parent / ".complete").read_text(),
                   test=[(it["path"], it["mos"]) for it in test_items])
     key = hashlib.sha256(json.dumps(inputs).encode()).hexdigest()  # any change: another teacher
-    root = os.path.join("data", f"teacher-{args.teacher}-{key[:12]}")
+    root = os.path.join(beside, f"teacher-{args.teacher}-{key[:12]}")
 
     def build(folder):
         with open(folder / "test.csv", "w", newline="") as f:  # the stage's evaluation
@@ -328,7 +337,7 @@ def build_models(args, mean_target):
             print0("teacher: NO CHECKPOINT, randomly initialised. Its frozen blocks are random\n"
                    "  features, so distillation transfers no prior knowledge; it is a regularizer\n"
                    "  at best. Pass --teacher-ckpt (official InternVideo2) or, on toy data, --pretrain.")
-        trainable = "all" if args.student == "none" else args.teacher_trainable
+        trainable = "all" if args.student == "none" and not args.teacher_ckpt else args.teacher_trainable
         freeze_teacher(teacher, "none" if args.w_teacher == 0 and not args.align_to_teacher
                        else trainable)  # no gradient can reach it
     if args.student != "none":
@@ -431,7 +440,7 @@ def train(args, profile_name):
     t0 = time.time()
     try:  # a bad label file, video or split: one message naming the file, not a traceback
         train_items, test_items = read_items(args)
-        lo, hi = datasets.label_range(args.data, train_items)
+        lo, hi = args.label_range or datasets.label_range(args.data, train_items)
         memo = os.path.join(args.cache or args.out, "probes.json")  # unchanged files: not read again
         probes = runtime.on_master(lambda: data.check_videos(train_items + test_items, memo=memo))
         info = {it["path"]: p for it, p in zip(train_items + test_items, probes)}

@@ -23,7 +23,8 @@ import numpy as np
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 YUV_KEYS = ("width", "height", "bit_depth", "fps")  # what describes a raw .yuv beside its path
-SWS = "bilinear+accurate_rnd+full_chroma_int"  # ffmpeg's scaler: bilinear, exact rounding, full chroma
+# ffmpeg's scaler: bilinear, exact rounding, full chroma
+SWS = "bilinear+accurate_rnd+full_chroma_int"
 # Timeouts: a fixed start-up allowance plus the work at a rate far below any real machine's.
 TIMEOUT_S, PROBE_BYTES_S, DECODE_PIXELS_S = 60.0, 20e6, 5e6
 
@@ -36,7 +37,8 @@ def is_yuv(path):
 
 
 def yuv_format(path, width=None, height=None, bit_depth=None, fps=None):
-    """(width, height, bit_depth, fps) of a raw .yuv: from the arguments, else from the file name."""
+    """(width, height, bit_depth, fps) of a raw .yuv: from the arguments, else from the file
+    name."""
     name = os.path.basename(path)
     size = re.search(r"(\d+)x(\d+)", name)
     if width is None or height is None:
@@ -67,8 +69,9 @@ def resized_size(height, width, short_side):
 
 
 def _weights(n_in, n_out):
-    """(n_out, n_in) bilinear resampling matrix with half-pixel centres; when shrinking, the triangle
-    widens by the scale factor (antialiasing, as torch's antialias=True and ffmpeg's scaler do)."""
+    """(n_out, n_in) bilinear resampling matrix with half-pixel centres; when shrinking, the
+    triangle widens by the scale factor (antialiasing, as torch's antialias=True and ffmpeg's
+    scaler do)."""
     scale = n_in / n_out
     support = max(scale, 1.0)
     centre = (np.arange(n_out) + 0.5) * scale  # in input pixels
@@ -78,9 +81,11 @@ def _weights(n_in, n_out):
 
 
 def resize(planes, size):
-    """Bilinear, antialiased resize of (..., H, W) float planes to (..., h, w); separable, two matmuls."""
+    """Bilinear, antialiased resize of (..., H, W) float planes to (..., h, w); separable, two
+    matmuls."""
     h, w = size
-    return _weights(planes.shape[-2], h) @ np.asarray(planes, np.float32) @ _weights(planes.shape[-1], w).T
+    return (_weights(planes.shape[-2], h) @ np.asarray(planes, np.float32)
+            @ _weights(planes.shape[-1], w).T)
 
 
 # -----------------------------------------------------------------------------
@@ -95,7 +100,8 @@ def _ffmpeg_problem(stderr):
 
 
 def _run(cmd, path, what, timeout):
-    """ffmpeg `cmd`, output captured; a run past `timeout` seconds is killed and an error naming the file."""
+    """ffmpeg `cmd`, output captured; a run past `timeout` seconds is killed and an error naming
+    the file."""
     try:
         return subprocess.run(cmd, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -107,7 +113,8 @@ def _frame_grid(pts, num, den):
     """(start in seconds, exact fps) when the packet times (ticks of num/den s) form a regular grid;
     None for a variable frame rate or packets without times, where only counting frames is exact."""
     pts = np.sort(np.array(pts, dtype=np.int64))
-    if len(pts) < 2 or pts[0] == -2**63 or pts[-1] == pts[0]:  # -2**63: a packet without a time (AVI)
+    # -2**63: a packet without a time (AVI)
+    if len(pts) < 2 or pts[0] == -2**63 or pts[-1] == pts[0]:
         return None
     span = int(pts[-1]) - int(pts[0])
     step = span / (len(pts) - 1)
@@ -153,7 +160,8 @@ def probe(path, width=None, height=None, bit_depth=None, fps=None):
         raise ValueError(f"{path}: truncated file ({_ffmpeg_problem(err)})")
     dims = re.search(r"\b([1-9]\d*)x([1-9]\d*)\b", stream[1])  # skips codec tags such as 0x31637661
     listing = out.stdout.decode(errors="replace")
-    pts = [int(line.split(",")[2]) for line in listing.splitlines() if line and not line.startswith("#")]
+    pts = [int(line.split(",")[2]) for line in listing.splitlines()
+           if line and not line.startswith("#")]
     if dims is None or not pts:
         raise ValueError(f"{path}: no readable video frames ({_ffmpeg_problem(err)})")
     num, den = map(int, re.search(r"^#tb 0: (\d+)/(\d+)", listing, re.M).groups())
@@ -214,7 +222,8 @@ def _decode(path, kept, info, seek=None, size=None):
     step = kept[1] - a if len(kept) > 1 else 1
     pick = f"between({index}\\,{a}\\,{b})*not(mod({index}-{a}\\,{step}))"
     h, w = size or (info["height"], info["width"])
-    scale = f",scale={w}:{h}:flags={SWS}" if size else ""  # its output is rgb24: one pass, then the pipe
+    # its output is rgb24: one pass, then the pipe
+    scale = f",scale={w}:{h}:flags={SWS}" if size else ""
     cmd = [FFMPEG, "-nostdin", "-v", "error", "-noautorotate", *start, "-i", path, "-map", "0:v:0",
            "-vf", f"select='{pick}'{scale}", "-fps_mode", "passthrough",
            "-frames:v", str(len(kept)),  # then stop
@@ -245,8 +254,8 @@ def read_clip(path, frame_indices, width=None, height=None, bit_depth=None, fps=
     path = str(path)
     idx = np.asarray(frame_indices, dtype=np.int64).reshape(-1)
     if idx.size == 0 or idx.min() < 0 or (short_side is not None and not short_side >= 1):
-        raise ValueError(f"{path}: need frame indices >= 0 (a non-empty list) and a short_side >= 1 "
-                         f"or None, got {frame_indices} and {short_side}")
+        raise ValueError(f"{path}: need frame indices >= 0 (a non-empty list) and "
+                         f"a short_side >= 1 or None, got {frame_indices} and {short_side}")
     info = info or probe(path, width, height, bit_depth, fps)
     idx = np.minimum(idx, info["frames"] - 1)
     size = resized_size(info["height"], info["width"], int(short_side)) if short_side else None
