@@ -33,7 +33,8 @@ from torch.utils.checkpoint import checkpoint
 
 
 class RMSNorm(nn.Module):
-    """RMSNorm with a weight and no bias, computed in float32 as upstream does."""
+    """RMSNorm with a weight and no bias, computed in at least float32 as upstream does (a bf16
+    model normalises in float32; a float64 one stays float64)."""
 
     def __init__(self, dim, eps=1e-6):
         super().__init__()
@@ -41,7 +42,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        x32 = x.float()
+        x32 = x.to(torch.promote_types(x.dtype, torch.float32))
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * x32.to(x.dtype)
 

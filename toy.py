@@ -499,28 +499,33 @@ CORPUS_CONTENTS, CORPUS_CODECS = 200, ("h264", "av1")
 CORPUS_COLUMNS = ["path", "mos", "source", "codec", "level", "split", "reference"]  # split: train
 
 
-def _build_corpus(tmp, graphs, codecs, frames, size, workers, log, root):
-    """Fill `tmp` with the corpus of make_corpus: references, encodes, labels, corpus.csv."""
+def _build_corpus(tmp, graphs, chosen, frames, size, workers, log, root):
+    """Fill `tmp` with the corpus of make_corpus: references, encodes, labels, corpus.csv.
+    chosen[i]: the codecs of content i."""
+    codecs = list(dict.fromkeys(c for ch in chosen for c in ch))  # in the order given
     _check_ffmpeg(codecs, graphs.values())
     for d in ("ref", "work", *codecs):
         (tmp / d).mkdir()
     if log:
-        log(f"corpus: building {len(graphs)} contents x 4 levels of {' '.join(codecs)} in {root}")
+        each = "" if all(len(c) == len(codecs) for c in chosen) else f" ({len(chosen[0])} each)"
+        log(f"corpus: building {len(graphs)} contents x 4 levels of {' '.join(codecs)}{each} "
+            f"in {root}")
     inputs = [["-f", "lavfi", "-i", g] for g in graphs.values()]
     step = _progress(log, len(graphs), "corpus")
-    rows = _encode_contents(tmp, list(graphs), inputs, [codecs] * len(graphs), frames, size,
-                            workers, step)
+    rows = _encode_contents(tmp, list(graphs), inputs, chosen, frames, size, workers, step)
     _write_csv(tmp / "corpus.csv", [dict(row, split="train") for row in rows], CORPUS_COLUMNS)
     shutil.rmtree(tmp / "work")
 
 
-def make_corpus(root, contents=CORPUS_CONTENTS, seed=0, codecs=CORPUS_CODECS, frames=TOY_FRAMES,
-                size=TOY_SIZE, workers=2, log=print):
+def make_corpus(root, contents=CORPUS_CONTENTS, seed=0, codecs=CORPUS_CODECS, per_content=None,
+                frames=TOY_FRAMES, size=TOY_SIZE, workers=2, log=print):
     """Build (or find cached) the pre-training corpus in `root`; return the path of corpus.csv.
 
     contents, seed: draw_contents(contents, seed) are its contents. codecs: names in TOY_CODECS
-    but not TOY_HELD_OUT; each content is encoded by each at its 4 levels and labelled with VMAF
-    exactly as the toy set is. frames, size (w, h): of every reference and encode. log: called
+    but not TOY_HELD_OUT; each content is encoded at the 4 levels of each and labelled with VMAF
+    exactly as the toy set is. per_content=k: each content gets k of the codecs instead, taken in
+    turn (content i: codecs i*k .. i*k+k-1, modulo their number), so that every codec is seen as
+    often at the cost of k. frames, size (w, h): of every reference and encode. log: called
     with a start line and progress lines (None: silent). Built by build_once: root/.complete
     holds the hash of every build parameter (the graphs themselves, so a change to a family
     rebuilds too), which is the key to hash into anything made from the corpus.
@@ -529,14 +534,18 @@ def make_corpus(root, contents=CORPUS_CONTENTS, seed=0, codecs=CORPUS_CODECS, fr
     graphs = draw_contents(contents, seed)  # checks contents and seed
     bad = [c for c in codecs if c not in TOY_CODECS or c in TOY_HELD_OUT or codecs.count(c) > 1]
     bad_size = len(size) != 2 or any(s < 16 or s % 2 for s in size)
-    if not codecs or bad or not isinstance(frames, int) or frames < 2 or bad_size:
+    k = len(codecs) if per_content is None else per_content
+    if not codecs or bad or not isinstance(frames, int) or frames < 2 or bad_size or \
+            not (isinstance(k, int) and 1 <= k <= len(codecs)):
         allowed = ", ".join(c for c in TOY_CODECS if c not in TOY_HELD_OUT)
-        raise ValueError(f"corpus: need codecs from {allowed}, integer frames >= 2 and an even "
-                         f"size >= 16; got codecs {codecs}, frames={frames!r}, size={size}")
-    params = dict(contents=graphs, size=size, fps=TOY_FPS, frames=frames,
+        raise ValueError(f"corpus: need codecs from {allowed}, 1 <= per_content <= their number, "
+                         f"integer frames >= 2 and an even size >= 16; got codecs {codecs}, "
+                         f"per_content={per_content!r}, frames={frames!r}, size={size}")
+    chosen = [tuple(codecs[(i * k + j) % len(codecs)] for j in range(k)) for i in range(contents)]
+    params = dict(contents=graphs, size=size, fps=TOY_FPS, frames=frames, chosen=chosen,
                   codecs={c: TOY_CODECS[c] for c in codecs}, chains=[LOSSLESS, REF_CHAIN, SYNC],
                   ffmpeg=os.path.basename(FFMPEG))
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
-    build_once(root, key, lambda tmp: _build_corpus(tmp, graphs, codecs, frames, size, workers,
+    build_once(root, key, lambda tmp: _build_corpus(tmp, graphs, chosen, frames, size, workers,
                                                     log, root))
     return root / "corpus.csv"

@@ -86,7 +86,8 @@ def parse_args(argv=None):
     def profiled(name, help, **kw):  # the default comes from the profile; --help shows both values
         key = name[2:].replace("-", "_")
         paper = "1e-3 x effective batch / 256" if key == "lr" else PAPER[key]
-        add(name, default=argparse.SUPPRESS, help=f"{help} [quick: {QUICK[key]}; paper: {paper}]", **kw)
+        add(name, default=argparse.SUPPRESS, help=f"{help} [quick: {QUICK[key]}; paper: {paper}]",
+            **kw)
 
     add("--profile", choices=["quick", "paper"],
         help="where options not given come from (not given: quick for --data toy, else paper)")
@@ -110,7 +111,8 @@ def parse_args(argv=None):
     profiled("--patch-init", "patch embedding init of ViTs not loaded from a file",
              choices=["normal", "dct"])
     profiled("--drop-path", "stochastic depth of the student", type=float)
-    add("--grad-checkpointing", action="store_true", help="recompute student activations in backward")
+    add("--grad-checkpointing", action="store_true",
+        help="recompute student activations in backward")
     # loss: a weight of 0 removes its term
     add("--w-teacher", type=float, default=1.0, help="weight of L2(teacher score, MOS)")
     add("--w-student", type=float, default=1.0, help="weight of L2(student score, MOS)")
@@ -131,7 +133,8 @@ def parse_args(argv=None):
              "that column); random: by --split-seed (the default with --toy-sources)",
              choices=["official", "random"])
     add("--split-seed", type=int, default=0, help="seed of the random content split")
-    add("--test-fraction", type=float, default=0.25, help="share of sources a random split holds out")
+    add("--test-fraction", type=float, default=0.25,
+        help="share of sources a random split holds out")
     add("--test-labels", help="evaluate on this CSV list, its sources seen in training left out "
         "(not given: the split's test videos)")
     add("--label-range", type=float, nargs=2, metavar=("LO", "HI"), help="the label scale that "
@@ -155,7 +158,8 @@ def parse_args(argv=None):
     add("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
     profiled("--layer-decay", "layer-wise lr decay of ViTs", type=float)
     profiled("--warmup", "warm-up epochs (linear), then cosine decay", type=float)
-    add("--clip-grad", type=float, default=5.0, help="max gradient norm, per model (0: no clipping)")
+    add("--clip-grad", type=float, default=5.0,
+        help="max gradient norm, per model (0: no clipping)")
     profiled("--dtype", "autocast dtype", choices=["fp32", "bf16", "fp16"])
     profiled("--teacher-dtype", "dtype of the frozen teacher blocks (bf16 on a GPU only)",
              choices=["fp32", "bf16"])
@@ -176,7 +180,8 @@ def parse_args(argv=None):
     profiled("--log-every", "optimizer steps between log lines", type=int)
     add("--save-every", type=int, default=0, help="also write last.pt every N optimizer steps "
         "(0: at epoch ends only)")
-    add("--max-steps", type=int, help="stop after this many optimizer steps (not given: all epochs)")
+    add("--max-steps", type=int,
+        help="stop after this many optimizer steps (not given: all epochs)")
     args = p.parse_args(argv)
     error = lambda message: p.exit(2, f"train.py: error: {message}\n")  # one line, no usage
 
@@ -187,7 +192,8 @@ def parse_args(argv=None):
             setattr(args, k, v)
     if args.toy_sources and "split" not in given:
         args.split = "random"  # own sources have no fixed test contents
-    missing = [f"--{k.replace('_', '-')}" for k in NEEDS.get(args.data, []) if getattr(args, k) is None]
+    missing = [f"--{k.replace('_', '-')}" for k in NEEDS.get(args.data, [])
+               if getattr(args, k) is None]
     if missing:
         error(f"--data {args.data} needs {', '.join(missing)}")
     if args.toy_sources and args.data != "toy":
@@ -222,7 +228,8 @@ def toy_root(args):
 def read_items(args):
     """(train items, test items) of the chosen data."""
     if args.data == "toy":
-        kind = dict(sources=args.toy_sources) if args.toy_sources else dict(tiny=args.toy_variant == "tiny")
+        kind = dict(sources=args.toy_sources) if args.toy_sources else \
+            dict(tiny=args.toy_variant == "tiny")
         with runtime.master_first():  # rank 0 builds it (once); the others find it built
             items = datasets.load_csv(toy.make_toy_dataset(toy_root(args), log=print0, **kind))
     elif args.data == "csv":
@@ -235,7 +242,8 @@ def read_items(args):
     if args.split == "official":
         train_items, test_items = datasets.official_split(items, args.data)
     else:
-        train_items, test_items = datasets.split_by_source(items, args.test_fraction, args.split_seed)
+        train_items, test_items = datasets.split_by_source(items, args.test_fraction,
+                                                           args.split_seed)
     if args.test_labels:
         seen = {it["source"] for it in train_items}
         test_items = [it for it in datasets.load_csv(args.test_labels) if it["source"] not in seen]
@@ -268,7 +276,8 @@ def teacher_stage(args, test_items):
 
     def build(folder):
         with open(folder / "test.csv", "w", newline="") as f:  # the stage's evaluation
-            w = csv.DictWriter(f, ["path", "mos", "source", "codec", "level"], extrasaction="ignore")
+            w = csv.DictWriter(f, ["path", "mos", "source", "codec", "level"],
+                               extrasaction="ignore")
             w.writeheader()
             w.writerows(test_items)
         cmd = [sys.executable, os.path.abspath(__file__), *stage, f"--device={args.device}",
@@ -286,7 +295,8 @@ def teacher_stage(args, test_items):
                 proc.kill()
                 raise
         if proc.returncode:
-            raise RuntimeError(f"the teacher stage failed (exit {proc.returncode}); its log is above")
+            raise RuntimeError(f"the teacher stage failed (exit {proc.returncode}); its log is "
+                               f"above")
         print0(f"teacher stage: done in {time.time() - t0:.0f}s")
 
     with runtime.master_first():
@@ -307,8 +317,8 @@ def teacher_stage(args, test_items):
 
 def vit(args, name, init_values, drop_path, from_file):
     """A VideoViT at the run's clip geometry; built on the meta device when a file will fill it."""
-    cfg = replace(CONFIGS[name], num_frames=args.frames, img_size=args.size, init_values=init_values,
-                  drop_path=drop_path, patch_init=args.patch_init,
+    cfg = replace(CONFIGS[name], num_frames=args.frames, img_size=args.size,
+                  init_values=init_values, drop_path=drop_path, patch_init=args.patch_init,
                   grad_checkpointing=args.grad_checkpointing)
     with torch.device("meta" if from_file else "cpu"):
         return VideoViT(cfg)
@@ -317,7 +327,8 @@ def vit(args, name, init_values, drop_path, from_file):
 def load(model, path, who, args):
     """Weights from a file, the report printed; True when the head stays fresh (a 710-class one)."""
     try:
-        report = runtime.load_weights(model, path, who, trust=args.trust_ckpt, frames=args.ckpt_frames)
+        report = runtime.load_weights(model, path, who, trust=args.trust_ckpt,
+                                      frames=args.ckpt_frames)
     except ValueError as e:
         raise SystemExit(f"{who}: {e}")
     print0(f"{who}: {path}\n  " + runtime.format_report(report).replace("\n", "\n  "))
@@ -336,8 +347,10 @@ def build_models(args, mean_target):
         if not args.teacher_ckpt and args.student != "none":
             print0("teacher: NO CHECKPOINT, randomly initialised. Its frozen blocks are random\n"
                    "  features, so distillation transfers no prior knowledge; it is a regularizer\n"
-                   "  at best. Pass --teacher-ckpt (official InternVideo2) or, on toy data, --pretrain.")
-        trainable = "all" if args.student == "none" and not args.teacher_ckpt else args.teacher_trainable
+                   "  at best. Pass --teacher-ckpt (official InternVideo2) or, on toy data,\n"
+                   "  --pretrain.")
+        alone = args.student == "none" and not args.teacher_ckpt  # trained from scratch: all
+        trainable = "all" if alone else args.teacher_trainable
         freeze_teacher(teacher, "none" if args.w_teacher == 0 and not args.align_to_teacher
                        else trainable)  # no gradient can reach it
     if args.student != "none":
@@ -353,7 +366,8 @@ def build_models(args, mean_target):
         if m is not None:
             n_train = sum(q.numel() for q in m.parameters() if q.requires_grad)
             n_all = sum(q.numel() for q in m.parameters())
-            cost = f", {flops_per_clip(m.cfg) / 1e9:.1f} GFLOPs/clip" if isinstance(m, VideoViT) else ""
+            cost = f", {flops_per_clip(m.cfg) / 1e9:.1f} GFLOPs/clip" \
+                if isinstance(m, VideoViT) else ""
             print0(f"{name}: {getattr(args, name)}, {n_all / 1e6:.1f}M params "
                    f"({n_train / 1e6:.1f}M trainable){cost}")
     return teacher, student
@@ -391,7 +405,8 @@ def evaluate(models, test_set, args, device, label_range):
             scores = torch.stack([m(x).float().view(B, N).mean(1) for m in models.values()], 1)
         rows += zip(index.tolist(), (lo + (hi - lo) * scores).double().cpu().tolist())
         if time.time() - shown > 10:  # a long evaluation says how far it is
-            print0(f"  evaluating: {len(rows) * world}/{len(test_set)} videos, {time.time() - t0:.0f}s")
+            print0(f"  evaluating: {len(rows) * world}/{len(test_set)} videos, "
+                   f"{time.time() - t0:.0f}s")
             shown = time.time()
     rows = sorted(runtime.gather(rows))
     return {name: [r[1][j] for r in rows] for j, name in enumerate(models)}
@@ -441,7 +456,7 @@ def train(args, profile_name):
     try:  # a bad label file, video or split: one message naming the file, not a traceback
         train_items, test_items = read_items(args)
         lo, hi = args.label_range or datasets.label_range(args.data, train_items)
-        memo = os.path.join(args.cache or args.out, "probes.json")  # unchanged files: not read again
+        memo = os.path.join(args.cache or args.out, "probes.json")  # unchanged files: read once
         probes = runtime.on_master(lambda: data.check_videos(train_items + test_items, memo=memo))
         info = {it["path"]: p for it, p in zip(train_items + test_items, probes)}
         count = lambda its: f"{len(its)} videos ({len({it['source'] for it in its})} sources)"
@@ -475,9 +490,9 @@ def train(args, profile_name):
         raise SystemExit("nothing to train: --student none needs a teacher")
     if world > 1 and device.type == "cuda" and isinstance(student, ConvVQA):
         student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(student)  # global batch statistics
+    low = torch.bfloat16 if args.teacher_dtype == "bf16" else None  # the frozen prefix's dtype
     model = Distiller(teacher, student, args.w_teacher, args.w_student, args.w_align,
-                      detach_teacher=not args.align_to_teacher,
-                      teacher_dtype=torch.bfloat16 if args.teacher_dtype == "bf16" else None).to(device)
+                      detach_teacher=not args.align_to_teacher, teacher_dtype=low).to(device)
     ddp_model = model if world == 1 else torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[device] if device.type == "cuda" else None)
     train_model = torch.compile(ddp_model) if args.compile else ddp_model  # DDP first, then compile
@@ -506,6 +521,8 @@ def train(args, profile_name):
 
     def evaluation(header):  # one evaluation: scores, the report, and whether they are finite
         t_eval = time.time()
+        for m in models.values():
+            runtime.sync_buffers(m)  # BatchNorm statistics: every process scores with rank 0's
         model.eval()
         scores = evaluate(models, test_set, args, device, (lo, hi))
         model.train()
@@ -524,76 +541,66 @@ def train(args, profile_name):
     # SIGTERM, Ctrl-C, or a loss or gradient that is not finite; the stopped step is not applied).
     stopper = runtime.Stopper(device)
     key = "student" if student is not None else "teacher"  # the model whose SRCC picks best.pt
-    end, step0, t_start, code = min(total_steps, args.max_steps or total_steps), loop["step"], time.time(), 0
+    end = min(total_steps, args.max_steps or total_steps)
+    t_start, step0, code, bad_step = time.time(), loop["step"], 0, None
     try:
         while loop["step"] < end and not code:
-            epoch, skip = divmod(loop["step"], steps_per_epoch)  # resumed mid-epoch: skip what was done
-            train_set.set_epoch(epoch)
-            order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(args.seed * 1000 + epoch))
-            per_step = args.batch_size * args.grad_accum
-            order = order[rank::world][skip * per_step:steps_per_epoch * per_step].tolist()
-            log = dict(t=time.time(), clips=0, waited=0.0, sums=0, steps=0)
-            t_ready = time.time()
-            for i, (x, y, _) in enumerate(loader(train_set, args, device, batch_size=args.batch_size,
-                                                 sampler=order)):
+            epoch, skip = divmod(loop["step"], steps_per_epoch)  # resumed mid-epoch: skip done
+            log, t_ready = new_log(), time.time()
+            for i, (x, y, _) in enumerate(epoch_batches(train_set, args, device, epoch, skip,
+                                                        steps_per_epoch)):
                 log["waited"] += time.time() - t_ready  # the loop stood still for data
                 if i % args.grad_accum == 0:  # a stop saves the RNG as this step found it
                     step_rng, loss_sum = runtime.rng_state(device), 0
                 last_micro = (i + 1) % args.grad_accum == 0
                 if world > 1:  # DDP reduces the gradients of the last micro-step only
                     ddp_model.require_backward_grad_sync = last_micro
-                x, y = data.normalise(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+                x = data.normalise(x.to(device, non_blocking=True))  # uint8 until here
+                y = y.to(device, non_blocking=True)
                 with autocast(args, device):
                     out = train_model(x, y)
                 scaler.scale(out["loss"] / args.grad_accum).backward()  # outside autocast
                 terms = torch.stack([out[k].detach() for k in ("loss", *Distiller.TERMS)])
                 loss_sum, log["sums"] = loss_sum + terms[0], log["sums"] + terms / args.grad_accum
                 log["clips"] += x.shape[0] * world
-                if last_micro:
-                    scaler.unscale_(opt)
-                    norms = [torch.nn.utils.clip_grad_norm_([q for q in m.parameters() if q.grad is not None],
-                                                            args.clip_grad or math.inf) for m in parts]
-                    finite = torch.isfinite(loss_sum)  # fp16: the scaler skips non-finite gradients itself
-                    if not scaler.is_enabled():
-                        finite = finite & torch.isfinite(torch.stack(norms)).all()
-                    code = stopper.check(finite)  # the step's one host sync
-                    if code:
-                        break
-                    scaler.step(opt)
-                    scaler.update()
-                    opt.zero_grad(set_to_none=True)
-                    sched.step()
-                    loop["step"] += 1
-                    log["steps"] += 1
-                    if loop["step"] % args.log_every == 0 or loop["step"] == end:
-                        print0(log_line(log, epoch, args.epochs, loop["step"], total_steps, sched,
-                                        (time.time() - t_start) / (loop["step"] - step0) * (end - loop["step"])))
-                        log = dict(t=time.time(), clips=0, waited=0.0, sums=0, steps=0)
-                    if args.save_every and loop["step"] % args.save_every == 0 and loop["step"] % steps_per_epoch:
-                        code = 0 if ckpts.save("last.pt", loop) else 3
-                    if code or loop["step"] == end:
-                        break
                 t_ready = time.time()
+                if not last_micro:
+                    continue
+                code = optimizer_step(opt, sched, scaler, parts, loss_sum, args.clip_grad, stopper)
+                if code:
+                    bad_step = loop["step"] + 1
+                    break
+                loop["step"] += 1
+                log["steps"] += 1
+                step = loop["step"]
+                if step % args.log_every == 0 or step == end:
+                    eta = (time.time() - t_start) / (step - step0) * (end - step)
+                    print0(log_line(log, epoch, args.epochs, step, total_steps, sched, eta))
+                    log = new_log()
+                if args.save_every and step % args.save_every == 0 and step % steps_per_epoch:
+                    code, bad_step = (0, None) if ckpts.save("last.pt", loop) else (3, step)
+                if code or step == end:
+                    break
             if code:
                 break
             if loop["step"] % steps_per_epoch == 0 or loop["step"] == end:
                 result, finite = evaluation(f"eval after epoch {epoch + 1} ({len(test_items)} "
                                             f"test videos x {args.test_clips} clips")
                 if not finite:
-                    code = 3  # the weights went non-finite: nothing is saved
+                    code, bad_step = 3, loop["step"]  # the weights went non-finite: save nothing
                     break
                 loop["history"].append(dict(step=loop["step"], **result))
                 score, best = result.get(key, {}).get("srcc", math.nan), loop["best"]
                 if math.isfinite(score) and (best is None or score > best[key]["srcc"]):
                     loop["best"] = result  # a NaN never becomes the best
                     ckpts.save("best.pt", loop)
-            code = 0 if ckpts.save("last.pt", loop) else 3
+            code, bad_step = (0, None) if ckpts.save("last.pt", loop) else (3, loop["step"])
     finally:
         stopper.close()
 
     if code == 3:
-        print0(f"STOP: the loss, a gradient or the weights are not finite at step {loop['step'] + 1} "
-               f"(lr {sched.get_last_lr()[0]:.2e}). Nothing was saved after the last good checkpoint "
+        print0(f"STOP: the loss, a gradient or the weights are not finite at step {bad_step} (lr "
+               f"{sched.get_last_lr()[0]:.2e}). Nothing was saved after the last good checkpoint "
                f"{args.out}/last.pt; lower --lr or try --dtype fp32.")
         return 1
     if code:
@@ -606,12 +613,48 @@ def train(args, profile_name):
     return 0
 
 
+def epoch_batches(train_set, args, device, epoch, skip, steps_per_epoch):
+    """This process's batches of one epoch from optimizer step `skip` on: a permutation seeded
+    by (seed, epoch), every world-th clip of it, so that a resumed epoch goes on where it was."""
+    rank, world = runtime.rank_and_world()
+    train_set.set_epoch(epoch)  # the crops too are seeded by (seed, epoch, index)
+    per_step = args.batch_size * args.grad_accum
+    order = torch.randperm(len(train_set),
+                           generator=torch.Generator().manual_seed(args.seed * 1000 + epoch))
+    order = order[rank::world][skip * per_step:steps_per_epoch * per_step].tolist()
+    return loader(train_set, args, device, batch_size=args.batch_size, sampler=order)
+
+
+def optimizer_step(opt, sched, scaler, parts, loss_sum, clip_grad, stopper):
+    """Clip each model's gradient norm (after unscaling: a large teacher gradient does not shrink
+    the student's step), agree with every process whether to go on, and step; returns the stop
+    code (0: the step was taken; else nothing of it is applied and --resume redoes it)."""
+    scaler.unscale_(opt)
+    norms = [torch.nn.utils.clip_grad_norm_([q for q in m.parameters() if q.grad is not None],
+                                            clip_grad or math.inf) for m in parts]
+    finite = torch.isfinite(loss_sum)  # fp16: the scaler skips non-finite gradients itself
+    if not scaler.is_enabled():
+        finite = finite & torch.isfinite(torch.stack(norms)).all()
+    code = stopper.check(finite)  # the step's one host sync
+    if not code:
+        scaler.step(opt)
+        scaler.update()
+        opt.zero_grad(set_to_none=True)
+        sched.step()
+    return code
+
+
+def new_log():
+    return dict(t=time.time(), clips=0, waited=0.0, sums=0, steps=0)
+
+
 def log_line(log, epoch, epochs, step, total_steps, sched, eta):
     """One line per logging step: the losses averaged since the last line, lr, clips/s, the share
     of the time spent waiting for data (the loader keeps up when it stays near 0%), time left."""
     dt = time.time() - log["t"]
     loss, *terms = (log["sums"] / log["steps"]).tolist()  # the step's one extra host sync
-    named = " ".join(f"{k[5:]} {v:.4f}" for k, v in zip(Distiller.TERMS, terms) if not math.isnan(v))
+    named = " ".join(f"{k[5:]} {v:.4f}" for k, v in zip(Distiller.TERMS, terms)
+                     if not math.isnan(v))
     return (f"epoch {epoch + 1}/{epochs} step {step}/{total_steps} | loss {loss:.4f} ({named}) | "
             f"lr {sched.get_last_lr()[0]:.2e} | {log['clips'] / dt:.1f} clips/s | "
             f"wait {100 * log['waited'] / dt:.0f}% | eta {eta / 60:.1f} min")

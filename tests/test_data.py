@@ -1,10 +1,13 @@
-"""Tests for data.py: frame-exact reads (containers and raw YUV), resized reads against torch's
-resize, sampling geometry, fragments, bad inputs, the Dataset with worker processes, the clip cache.
+"""Tests for data.py and video.py: frame-exact reads (containers, variable frame rate and raw YUV),
+resized reads against torch's resize, sampling geometry, fragments, uint8 clips normalised against
+the float path, bad inputs, the remembered video check, the Dataset with worker processes, the
+clip cache.
 Test videos are made in a temporary folder with the bundled ffmpeg; CPU only, about 15 s.
 
 Run from the repository root:  python -m pytest -q tests/test_data.py
 """
 import os
+import shutil
 import subprocess
 
 import imageio_ffmpeg
@@ -25,7 +28,7 @@ def encode(path, frames, *args):
     t, h, w, _ = frames.shape
     cmd = [FFMPEG, "-nostdin", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", "25",
            "-i", "-", *args, "-y", str(path)]
-    subprocess.run(cmd, input=frames.tobytes(), check=True)
+    subprocess.run(cmd, input=frames.tobytes(), check=True, timeout=60)
     return str(path)
 
 
@@ -97,6 +100,21 @@ def test_read_clip_many_frames(tmp_path):
     np.testing.assert_array_equal(video.read_clip(path, scattered), frames[scattered])
 
 
+def test_variable_frame_rate_reads_are_frame_exact(tmp_path):
+    """Frames 0-19 at 25 fps, then a gap of three frame times, then 25 fps again (lossless, a keyframe
+    every 10): the times lie on no grid, so probe gives no start, and read_clip counts frames from the
+    first instead of seeking by time (which read frames 20, 24, 29, 39 for 21, 25, 30, 40)."""
+    frames = pattern()
+    path = encode(tmp_path / "vfr.mkv", frames, "-vf", "setpts='(N+2*gte(N,20))/25/TB'", "-fps_mode", "passthrough",
+                  "-c:v", "ffv1", "-g", "10")
+    info = video.probe(path)
+    assert info["frames"] == N and info["start"] is None
+    for idx in ([21, 25, 30, 40], [19, 20, 21], [40, 42, 44]):
+        got = video.read_clip(path, idx)
+        assert (got[:, 0, 0, 0] // 5).tolist() == idx  # red = 5 x the frame's index
+        np.testing.assert_array_equal(got, frames[idx])
+
+
 def yuv_file(path, planes, bit_depth, w, h):
     """Raw 4:2:0 frames, one per (Y, U, V) triple of 8-bit values: flat planes, scaled to bit_depth."""
     frames = [np.concatenate([np.full(w * h, y), np.full(w * h // 4, u), np.full(w * h // 4, v)]) for y, u, v in planes]
@@ -120,7 +138,8 @@ def test_yuv_round_trip(tmp_path, bit_depth, w, h, matrix):
     cmd = [FFMPEG, "-nostdin", "-v", "error", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{w}x{h}", "-i", path,
            "-vf", f"scale=in_color_matrix={matrix}:in_range=tv:flags=accurate_rnd+full_chroma_int", "-f", "rawvideo",
            "-pix_fmt", "rgb24", "-"]
-    ref = np.frombuffer(subprocess.run(cmd, capture_output=True, check=True).stdout, np.uint8).reshape(4, h, w, 3)
+    ref = np.frombuffer(subprocess.run(cmd, capture_output=True, check=True, timeout=60).stdout,
+                        np.uint8).reshape(4, h, w, 3)
     assert np.abs(got.astype(int) - ref[[2, 0, 1, 3, 3]]).max() <= 1
     if matrix == "bt601":  # by hand: y = 110/219, cb = -28/224, cr = 52/224; R = y + 1.402 cr, ...
         assert got[1, 0, 0].tolist() == [211, 97, 72]
@@ -167,6 +186,35 @@ def test_bad_video_files(tmp_path, videos):
     assert data.check_videos([dict(path=videos["mkv"])])[0]["frames"] == N
 
 
+def test_the_video_check_is_remembered(videos, tmp_path, monkeypatch):
+    """check_videos(memo=...) a second time runs no ffmpeg; a touched file (another mtime) is probed again."""
+    paths = [shutil.copy(videos[k], tmp_path / f"{i}.{k}") for i, k in enumerate(("mp4", "mkv", "b.mp4"))]
+    items = [dict(path=str(p)) for p in paths]
+    memo = tmp_path / "probes.json"
+    first = data.check_videos(items, memo=str(memo))
+    assert memo.exists()
+    run = subprocess.run
+
+    def no_ffmpeg(*args, **kwargs):
+        raise AssertionError("ffmpeg ran")
+
+    monkeypatch.setattr(subprocess, "run", no_ffmpeg)
+    assert data.check_videos(items, memo=str(memo)) == first
+    ran = []
+
+    def counted(cmd, *args, **kwargs):
+        ran.append(cmd)
+        return run(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", counted)
+    st = os.stat(items[1]["path"])
+    os.utime(items[1]["path"], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # whatever the clock's resolution
+    assert data.check_videos(items, memo=str(memo)) == first
+    assert len(ran) == 1 and items[1]["path"] in ran[0]
+    monkeypatch.setattr(subprocess, "run", no_ffmpeg)
+    assert data.check_videos(items, memo=str(memo)) == first  # and remembered again
+
+
 # -----------------------------------------------------------------------------
 # resized reads
 
@@ -189,7 +237,7 @@ def scenes(tmp_path_factory):
 
     def make(name, w, h, *args):
         src = ["-f", "lavfi", "-i", f"testsrc2=size={w}x{h}:rate=25", "-frames:v", "3"]
-        subprocess.run([FFMPEG, "-nostdin", "-v", "error", *src, *args, "-y", str(d / name)], check=True)
+        subprocess.run([FFMPEG, "-nostdin", "-v", "error", *src, *args, "-y", str(d / name)], check=True, timeout=60)
         return str(d / name)
 
     rgb, yuv = ["-c:v", "libx264rgb", "-qp", "0"], ["-pix_fmt", "yuv420p", "-f", "rawvideo"]
@@ -327,6 +375,27 @@ def test_normalise():
     assert torch.allclose(x[:, 2], torch.tensor((1 - 0.406) / 0.225))
 
 
+def test_uint8_clips_normalised_on_the_device_score_as_the_float_path(videos):
+    """Clips cross the DataLoader as uint8 and data.normalise makes the network's input: the same
+    numbers, and the same scores, as the old float path, (x / 255 - mean) / std in float64 numpy."""
+    from model import VideoViT, ViTConfig
+    ds = data.VideoDataset([dict(path=videos["mp4"], mos=50.0)], frames=4, size=28, stride=4, train=False, clips=2)
+    clips = ds[0][0]  # (2, 3, 4, 28, 28)
+    assert clips.dtype == torch.uint8
+    mean = np.array([0.485, 0.456, 0.406]).reshape(3, 1, 1, 1)
+    std = np.array([0.229, 0.224, 0.225]).reshape(3, 1, 1, 1)
+    old = (clips.numpy().astype(np.float64) / 255 - mean) / std
+    new = data.normalise(clips)
+    assert new.dtype == torch.float32
+    np.testing.assert_allclose(new.numpy(), old, rtol=1e-6, atol=1e-6)
+    torch.manual_seed(0)
+    model = VideoViT(ViTConfig(embed_dim=64, depth=2, num_heads=4, pool_heads=4, pool_dim=32, num_frames=4,
+                               img_size=28, init_values=0.5)).eval()
+    with torch.no_grad():
+        model.head.weight.normal_()  # a spread of scores
+        torch.testing.assert_close(model(new), model(torch.from_numpy(old).float()), rtol=1e-5, atol=1e-6)
+
+
 # -----------------------------------------------------------------------------
 # dataset
 
@@ -351,9 +420,10 @@ def test_dataset_train(items, fragments):
     red = ds[0][0][0].float()  # 5 x frame numbers of the pattern
     frames = (red.mean((1, 2)) / 5).round()
     assert (frames.diff() == 4).all() and frames.max() < N
-    torch.testing.assert_close(ds[0][0], ds[0][0])  # same seed, epoch and index: same sample
+    again = data.VideoDataset(items, frames=4, size=size, stride=4, train=True, fragments=fragments)
+    assert all(torch.equal(ds[i][0], again[i][0]) for i in range(len(ds)))  # same seed, epoch, index: same sample
     ds.set_epoch(1)
-    assert not torch.equal(ds[0][0], data.VideoDataset(items, frames=4, size=size, fragments=fragments)[0][0])
+    assert not torch.equal(ds[0][0], again[0][0])  # another epoch: another sample
 
 
 def test_dataset_test_mode_is_deterministic_with_workers(items):

@@ -1,5 +1,6 @@
 """Tests of distill.py: what the teacher trains, what it keeps for backward, the loss by hand,
-the weight-0 ablations, the projection, and the optimizer groups.
+the weight-0 ablations, where the alignment gradient goes, the projection, the optimizer groups
+(weight decay and layer-wise lr), and a compiled Distiller (torch.compile, aot_eager).
 
     python -m pytest -q tests/test_distill.py
 """
@@ -151,6 +152,30 @@ def test_alignment_gradient_reaches_the_teacher_only_when_asked():
         assert (d.teacher.clip_projector.cross_attn.proj.weight.grad is not None) == reaches
 
 
+def test_the_alignment_gradient_never_reaches_the_teacher_by_default():
+    """Under the defaults (w_teacher 1, detach_teacher, the teacher frozen but its last block), the
+    teacher's gradients are bit-equal with and without the alignment term: it learns from its own
+    L2 term alone. With detach_teacher=False (the authors' code) the alignment term changes them."""
+    x, y = batch()
+
+    def teacher_grads(**kw):
+        d = pair(**kw)
+        d.train()
+        d(x, y)["loss"].backward()
+        return {n: p.grad for n, p in d.teacher.named_parameters() if p.grad is not None}
+
+    alone = teacher_grads(w_align=0)
+    assert alone and all(n.startswith(("blocks.3.", "clip_projector.", "fc_norm.", "head.")) for n in alone)
+    for detach in (True, False):
+        aligned = teacher_grads(w_align=1, detach_teacher=detach)
+        assert aligned.keys() == alone.keys()
+        same = [n for n in alone if torch.equal(alone[n], aligned[n])]
+        if detach:
+            assert same == list(alone)
+        else:  # only the head is off the alignment path
+            assert same == ["head.weight", "head.bias"]
+
+
 def test_projection_exactly_when_sizes_differ():
     assert isinstance(pair(student_dim=32).align, torch.nn.Identity)
     assert "align.weight" not in pair(student_dim=32).state_dict()
@@ -196,7 +221,11 @@ def test_optimizer_groups():
     assert where[id(s.head.weight)][1:] == (0.05, pytest.approx(1e-3))
     assert where[id(d.teacher.blocks[3].attn.qkv.weight)][1:] == (0.05, pytest.approx(1e-3 * 0.5))
     assert where[id(d.align.weight)][1:] == (0.05, pytest.approx(1e-3))
-    assert wd  # groups carry names for inspection
+    for g in opt.param_groups:  # each group's decay, as AdamW applies it: 0 exactly for 1-D, cls, pos
+        for name, p in zip(g["names"], g["params"]):
+            assert g["weight_decay"] == (0.0 if p.ndim <= 1 or name in ("cls_token", "pos_embed") else 0.05), name
+    assert {g["weight_decay"] for g in opt.param_groups} == {0.0, 0.05}
+    assert wd["blocks.0.attn.qkv.weight"][0] == 0.05 and wd["blocks.0.ls1.gamma"][0] == 0.0
     with pytest.raises(ValueError, match="nothing to optimize"):
         build_optimizer(freeze_teacher(VideoViT(cfg()), "none"), lr=1e-3)
 
@@ -214,3 +243,23 @@ def test_conv_student_through_a_distill_step_and_an_optimizer_step():
     assert torch.isfinite(out["loss"])
     assert all(not torch.equal(b, p) for b, p in zip(before, d.student.parameters()) if p.grad is not None)
     assert d.align.weight.grad is not None
+
+
+def test_compiled_distiller_with_the_student_term_off():
+    """torch.compile (aot_eager: the graph capture and autograd of --compile, fast on a CPU) of a
+    Distiller with w_student=0: every parameter that requires grad gets a gradient, and the
+    student's head, frozen by the Distiller because its term is off, keeps grad None and is left
+    unchanged by an AdamW step (with weight decay, a zero gradient would still move it)."""
+    torch.manual_seed(0)
+    teacher = freeze_teacher(VideoViT(cfg(dim=32, depth=2, pool_dim=16)))
+    d = Distiller(teacher, VideoViT(cfg(dim=32, depth=1, pool_dim=16)), w_student=0)
+    assert not any(p.requires_grad for p in d.student.head.parameters())
+    opt = build_optimizer([d.student, d.teacher, d.align], lr=1e-2, weight_decay=0.05)
+    head = [p.detach().clone() for p in d.student.head.parameters()]
+    x, y = batch()
+    d.train()
+    torch.compile(d, backend="aot_eager")(x, y)["loss"].backward()
+    assert [n for n, p in d.named_parameters() if p.requires_grad and p.grad is None] == []
+    assert all(p.grad is None for p in d.student.head.parameters())
+    opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(head, d.student.head.parameters()))

@@ -1,5 +1,6 @@
 """Tests of model.py: shapes, official sizes and key layout, attention paths, an independent
-re-implementation of the upstream forward, and checkpoint loading.
+re-implementation of the upstream forward (float32, and float64 to rounding), a bf16 frozen prefix
+without autocast, and checkpoint loading (also into models built on the meta device).
 
     python -m pytest -q tests/test_model.py
 """
@@ -85,8 +86,9 @@ def reference_forward(sd, cfg, x):
     """An independent functional forward written from the upstream description, reading the
     official state dict directly: qkv reshaped (B, N, 3, heads, hd) as upstream does, q/k norm
     applied to the transposed-back full width, GELU tanh, attention pooling, fc_norm, head."""
-    def rms(t, w):
-        return w * (t.float() * (t.float().pow(2).mean(-1, keepdim=True) + 1e-6).rsqrt())
+    def rms(t, w):  # in float32 at least, as upstream
+        t = t.to(torch.promote_types(t.dtype, torch.float32))
+        return w * (t * (t.pow(2).mean(-1, keepdim=True) + 1e-6).rsqrt())
 
     B = x.shape[0]
     D, H = cfg.embed_dim, cfg.num_heads
@@ -127,6 +129,19 @@ def test_forward_matches_independent_reference():
     feat, score = reference_forward(model.state_dict(), cfg, x)
     torch.testing.assert_close(model.forward_features(x), feat, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(model(x), score, rtol=1e-4, atol=1e-4)
+
+
+def test_forward_matches_independent_reference_in_float64():
+    """In float64 the two forwards agree to rounding (1e-10), far below what the tanh GELU (the exact
+    one is ~1e-4 away) or RMSNorm's eps (1e-6; 1e-5 moves the output by ~1e-6) change; RMSNorm
+    computes in float64 too (at least float32, as upstream)."""
+    cfg = tiny()
+    model = randomize(VideoViT(cfg)).eval().double()
+    x = clip(cfg).double()
+    feat, score = reference_forward(model.state_dict(), cfg, x)
+    assert feat.dtype == score.dtype == torch.float64
+    torch.testing.assert_close(model.forward_features(x), feat, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(model(x), score, rtol=1e-10, atol=1e-10)
 
 
 def test_sincos_table():
@@ -391,6 +406,75 @@ def test_config_of_an_official_file_by_width_and_depth():
     assert (cfg.embed_dim, cfg.depth, cfg.num_frames) == (768, 12, 4)
     with pytest.raises(ValueError, match="not an InternVideo2 vision encoder"):
         config_of({"foo": torch.zeros(1)})
+
+
+@pytest.mark.parametrize("trainable", ["last", "none"])
+def test_a_bf16_frozen_prefix_hands_over_without_autocast(trainable):
+    """A teacher whose frozen prefix is stored in bf16 (Distiller's teacher_dtype), run without autocast:
+    forward and distill.teacher_features give the same float32 scores, close to the float32 teacher's,
+    and the float32 tail computes in float32 on what the prefix hands over (the stream cast once;
+    left to type promotion, its RMSNorms would round to bf16). "none": every block is frozen, so the
+    bf16 stream meets the float32 pooling directly."""
+    from distill import Distiller, freeze_teacher, teacher_features
+    cfg = tiny()
+    fp32 = freeze_teacher(randomize(VideoViT(cfg)), trainable).eval()
+    teacher = freeze_teacher(VideoViT(cfg), trainable)
+    teacher.load_state_dict(fp32.state_dict())
+    Distiller(teacher, None, w_align=0, teacher_dtype=torch.bfloat16)
+    n = cfg.depth - 1 if trainable == "last" else cfg.depth  # the frozen prefix
+    assert [b.mlp.fc1.weight.dtype for b in teacher.blocks] == [torch.bfloat16] * n + [torch.float32] * (cfg.depth - n)
+    assert teacher.clip_projector.cross_attn.q.weight.dtype == torch.float32
+    teacher.eval()
+    x = clip(cfg)
+    with torch.no_grad():
+        whole = teacher(x)
+        parts = teacher.forward_head(teacher_features(teacher, x))
+    assert whole.dtype == parts.dtype == torch.float32
+    torch.testing.assert_close(whole, parts, rtol=1e-6, atol=1e-6)
+    with torch.no_grad():
+        torch.testing.assert_close(whole, fp32(x), rtol=0.05, atol=0.05)  # bf16 keeps 8 bits
+        handed = teacher.run_blocks(teacher.embed(x), teacher.blocks[:n])
+        assert handed.dtype == torch.bfloat16
+        tail = fp32.forward_head(fp32.pool(fp32.run_blocks(handed.float(), fp32.blocks[n:])))
+    torch.testing.assert_close(whole, tail, rtol=1e-6, atol=1e-6)
+
+
+def test_a_model_built_on_the_meta_device_loads_as_a_normal_one(tmp_path):
+    """Built on the meta device (no memory, no init) and loaded, a model equals the same file loaded
+    into a normally built one; the parts the file lacks (a 710-class head, or fc_norm and head of a
+    backbone file) get memory and the init, finite: the head at 1e-3 x trunc-normal 0.02, zero bias."""
+    cfg = tiny(num_frames=2)
+    source = randomize(VideoViT(tiny(num_frames=2, num_outputs=710)), 6)
+    backbone = {k: v for k, v in source.state_dict().items() if not k.startswith(("head.", "fc_norm."))}
+    for sd in (source.state_dict(), backbone):
+        normal = VideoViT(cfg)
+        load_internvideo2(normal, sd)
+        with torch.device("meta"):
+            meta = VideoViT(cfg)
+        report = load_internvideo2(meta, sd)
+        assert not any(p.is_meta for p in meta.parameters())
+        fresh = set(report["left_at_init"])
+        assert fresh == ({"head.weight", "head.bias"} if sd is not backbone else
+                         {"head.weight", "head.bias", "fc_norm.weight", "fc_norm.bias"})
+        a, b = normal.state_dict(), meta.state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a if k not in fresh)
+        assert all(torch.isfinite(b[k]).all() for k in fresh)
+        assert torch.equal(b["head.bias"], torch.zeros(1))
+        assert 0.5e-5 < b["head.weight"].std().item() < 3e-5 and b["head.weight"].abs().max() < 1e-3
+        if "fc_norm.weight" in fresh:
+            assert torch.equal(b["fc_norm.weight"], torch.ones(32)) and torch.equal(b["fc_norm.bias"], torch.zeros(32))
+    project_checkpoint(tmp_path / "best.pt", source)  # this project's checkpoint, through runtime.read_model
+    from runtime import read_model
+    model, _, report = read_model(str(tmp_path / "best.pt"))
+    assert report["left_at_init"] == [] and not any(p.is_meta for p in model.parameters())
+    assert all(torch.equal(v, source.state_dict()[k]) for k, v in model.state_dict().items())
+    conv = ConvVQA(widths=(8, 8, 8, 8), feature_dim=16)
+    conv.train()(torch.randn(2, 3, 2, 16, 16))  # running statistics that are not the init's
+    torch.save(dict(student=conv.state_dict(), student_config=None, teacher=None, config={}), tmp_path / "conv.pt")
+    with torch.device("meta"):
+        empty = ConvVQA(widths=(8, 8, 8, 8), feature_dim=16)
+    load_weights(empty, str(tmp_path / "conv.pt"))
+    assert all(torch.equal(v, conv.state_dict()[k]) for k, v in empty.state_dict().items())
 
 
 def test_scores_stay_float32_under_bf16_autocast():

@@ -15,7 +15,7 @@ resizes, then crops), the whole frame downscaled with an antialiased filter (and
 evaluation clip is exactly the centre crop of what read_clip returned and each training clip one
 of its crops. Then: predictions.csv holds every official test video once with its label,
 --resume continues to a larger --max-steps, and --cache fills its folder and reproduces the
-predictions without decoding again. Checkpoints (~380 MB each here) are deleted after each test.
+predictions without decoding or probing again. Checkpoints are deleted after each test.
 
     OMP_NUM_THREADS=1 python -m pytest -q tests/test_paper_path.py      # about a minute on 2 cores
 """
@@ -42,7 +42,7 @@ FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 SIZE, FRAMES = 28, 2
 TINY_PAPER = ["--student", "tiny", "--teacher", "tiny", "--frames", str(FRAMES), "--size", str(SIZE),
               "--stride", "1", "--test-clips", "2", "--batch-size", "2", "--workers", "0", "--epochs", "1",
-              "--dtype", "fp32", "--log-every", "1"]  # everything else: the paper profile (resize, lr rule, ...)
+              "--dtype", "fp32", "--log-every", "1", "--device", "cpu"]  # else: the paper profile (resize, lr rule, ...)
 
 # Content per source: different generators and parameters, rendered at 960x540 (the mandelbrot at
 # 480x270: it is slow) and scaled to each encoded resolution, as one content at three resolutions.
@@ -124,7 +124,7 @@ def bvihd(tmp_path_factory):
 
 @pytest.fixture
 def outs(tmp_path):
-    """A factory of output folders, whose checkpoints (~380 MB each at these sizes) go at teardown."""
+    """A factory of output folders, whose checkpoints go at teardown."""
     made = []
     yield lambda name: made.append(str(tmp_path / name)) or made[-1]
     remove_checkpoints(*made)
@@ -332,18 +332,23 @@ def test_waterloo_cache(waterloo, outs, tmp_path):
     cache = tmp_path / "cache"
     args = TINY_PAPER + ["--data", "waterloo4k", "--data-root", root, "--max-steps", "1", "--cache", str(cache)]
     run_train(args + ["--out", outs("a")])
-    entries = sorted(cache.iterdir())
+    entries = sorted(p for p in cache.iterdir() if p.suffix == ".npy")
     n_test = sum(str(v) in WATERLOO_TEST for _, v, _, _ in WATERLOO)
-    assert len(entries) >= n_test and all(p.suffix == ".npy" for p in entries), [p.name for p in entries]
+    assert len(entries) >= n_test, [p.name for p in entries]
+    assert {p.name for p in cache.iterdir()} - {p.name for p in entries} == {"probes.json"}  # the check's memo
     path = waterloo_path(root, "H264", 1, "3840x2160", 2)
     entry = [p for p in entries if p.name.startswith("3840x2160_2.")]
     assert len(entry) == 1
     np.testing.assert_array_equal(np.load(entry[0]), data.read_clip(path, range(4), short_side=SIZE))
-    with recording() as events:
+    def no_probe(*args, **kwargs):
+        raise AssertionError("the second run probed a video again")
+
+    with recording() as events, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(data, "probe", no_probe)  # the memo in the cache folder remembers every probe
         run_train(args + ["--out", outs("b")])
     assert not [e for e in events if e[0] == "read"], "the second run decoded videos again"
     assert all(tuple(e[1].shape[1:]) == (3, FRAMES, SIZE, SIZE) for e in events)
-    assert sorted(cache.iterdir()) == entries
+    assert sorted(p for p in cache.iterdir() if p.suffix == ".npy") == entries
     first, second = ((tmp_path / d / "predictions.csv").read_text() for d in "ab")
     assert first == second
 

@@ -441,7 +441,8 @@ def test_draw_contents_bad_arguments(n):
 def test_make_corpus_bad_arguments_before_any_ffmpeg(tmp_path, monkeypatch):
     monkeypatch.setattr(toy, "run_ffmpeg", lambda *a, **k: pytest.fail("must not run ffmpeg"))
     for bad in (dict(codecs=("vvc",)), dict(codecs=("mpeg2",)), dict(codecs=()),
-                dict(codecs=("h264", "h264")), dict(frames=1), dict(size=(95, 64))):
+                dict(codecs=("h264", "h264")), dict(frames=1), dict(size=(95, 64)),
+                dict(per_content=0), dict(codecs=("h264", "av1"), per_content=3)):
         with pytest.raises(ValueError, match="corpus: need codecs from h264, hevc, vp9, avs2, av1"):
             toy.make_corpus(tmp_path / "c", **dict(dict(contents=2), **bad))
     with pytest.raises(ValueError, match="corpus: n must be"):
@@ -578,9 +579,21 @@ def test_corpus_second_call_is_a_cache_hit(corpus, monkeypatch):
     assert time.perf_counter() - start < 0.5
 
 
+def test_corpus_codecs_in_turn(tmp_path):
+    """per_content=k: content i is encoded by codecs i*k .. i*k+k-1 (modulo), 4 levels each."""
+    path = toy.make_corpus(tmp_path / "c", contents=3, codecs=("h264", "av1", "hevc"), per_content=2,
+                           frames=4, log=None)
+    rows = read(path)
+    names = list(contents.draw_contents(3))
+    got = {n: sorted({r["codec"] for r in rows if r["source"] == n}) for n in names}
+    assert got == {names[0]: ["av1", "h264"], names[1]: ["h264", "hevc"], names[2]: ["av1", "hevc"]}
+    assert len(rows) == 3 * 2 * 4
+
+
 def test_corpus_any_parameter_change_rebuilds(corpus, tmp_path, monkeypatch):
     changes = [dict(), dict(contents=5), dict(seed=1), dict(codecs=("av1",)),
-               dict(codecs=("h264", "av1")), dict(frames=7), dict(size=(96, 64))]
+               dict(codecs=("h264", "av1")), dict(codecs=("h264", "av1"), per_content=1),
+               dict(frames=7), dict(size=(96, 64))]
     keys = []
     with monkeypatch.context() as mp:
         mp.setattr(toy, "build_once", lambda root, key, build: keys.append(key))

@@ -1,0 +1,81 @@
+"""Tests of runtime.py in one process: checkpoints never hold a non-finite weight and round-trip
+exactly, the stop codes, the partial state of a teacher. (Processes, signals and resumption
+through train.py: tests/test_train.py.)
+
+    python -m pytest -q tests/test_runtime.py
+"""
+import math
+import os
+import signal
+
+import pytest
+import torch
+
+import runtime
+from distill import Distiller, build_optimizer, freeze_teacher
+from model import ConvVQA, VideoViT, ViTConfig
+
+
+def tiny():
+    return ViTConfig(embed_dim=32, depth=2, num_heads=2, pool_heads=2, pool_dim=16, num_frames=2, img_size=28)
+
+
+def checkpoints(out, partial=False):
+    torch.manual_seed(0)
+    teacher = freeze_teacher(VideoViT(tiny()))
+    student = ConvVQA(widths=(8, 8, 8, 8), feature_dim=16)  # BatchNorm buffers too
+    d = Distiller(teacher, student)
+    opt = build_optimizer([student, teacher], lr=1e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    ckpts = runtime.Checkpoints(str(out), dict(teacher=teacher, student=student), opt, sched, scaler,
+                                torch.device("cpu"), partial, config={}, world=1)
+    x, y = torch.randn(2, 3, 2, 28, 28), torch.rand(2)
+    d.train()
+    d(x, y)["loss"].backward()
+    opt.step()
+    return ckpts, teacher, student
+
+
+@pytest.mark.parametrize("where", ["weight", "buffer"])
+def test_a_save_never_writes_a_non_finite_weight(tmp_path, where):
+    """A NaN in a weight (or a BatchNorm statistic): save returns False and the last good last.pt
+    stays byte for byte; no temporary file is left."""
+    ckpts, teacher, student = checkpoints(tmp_path)
+    loop = dict(step=1, best=None, history=[])
+    assert ckpts.save("last.pt", loop)
+    good = (tmp_path / "last.pt").read_bytes()
+    with torch.no_grad():
+        if where == "weight":
+            student.head.weight[0, 0] = math.nan
+        else:
+            student.stem[1].running_var[0] = math.inf
+    assert not ckpts.save("last.pt", dict(loop, step=2))
+    assert not ckpts.save("best.pt", dict(loop, step=2))
+    assert (tmp_path / "last.pt").read_bytes() == good and not (tmp_path / "best.pt").exists()
+    assert sorted(os.listdir(tmp_path)) == ["last.pt"]
+
+
+def test_a_checkpoint_holds_exactly_what_trains_of_a_partial_teacher(tmp_path):
+    ckpts, teacher, student = checkpoints(tmp_path, partial=True)
+    assert ckpts.save("last.pt", dict(step=1, best=None, history=[]))
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
+    trains = {n for n, p in teacher.named_parameters() if p.requires_grad}
+    assert set(ckpt["teacher"]) == trains and trains and "blocks.0.attn.qkv.weight" not in trains
+    assert set(ckpt["student"]) == set(student.state_dict())  # buffers included
+    assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in ckpt["teacher"].items())
+    assert ckpt["step"] == 1 and ckpt["teacher_partial"] and ckpt["world"] == 1
+    assert torch.equal(ckpt["rng"][0]["torch"], torch.get_rng_state())
+
+
+def test_stop_codes():
+    stopper = runtime.Stopper(torch.device("cpu"))
+    try:
+        assert stopper.check(torch.tensor(True)) == 0
+        assert stopper.check(torch.tensor(False)) == 3
+        stopper._note(signal.SIGTERM, None)
+        assert stopper.check(torch.tensor(True)) == 1 and stopper.check(torch.tensor(False)) == 3
+        stopper._note(signal.SIGINT, None)  # then Ctrl-C: the larger code
+        assert stopper.check(torch.tensor(True)) == 2
+    finally:
+        stopper.close()
