@@ -57,7 +57,7 @@ PAPER = dict(teacher="1b", pretrain=0, frames=8, size=224, stride=4, resize=True
              teacher_dtype="bf16", workers=8, log_every=20, split="official")
 # The teacher stage: this script, the teacher alone on the corpus, with the run's model settings.
 STAGE = ["--profile", "quick", "--student", "none", "--pretrain", "0", "--epochs", "1",
-         "--warmup", "0.1"]
+         "--warmup", "0.1", "--log-every", "50"]
 TO_STAGE = ("teacher", "frames", "size", "stride", "init_values", "patch_init", "dtype", "seed")
 NEEDS = {"csv": ["labels"], "waterloo4k": ["data_root"],
          "bvihd": ["data_root", "labels", "yuv_fps", "yuv_bit_depth"]}
@@ -226,7 +226,8 @@ def toy_root(args):
 
 
 def read_items(args):
-    """(train items, test items) of the chosen data."""
+    """(train items, test items, the split's own test items) of the chosen data; the test items
+    are --test-labels' when it is given."""
     if args.data == "toy":
         kind = dict(sources=args.toy_sources) if args.toy_sources else \
             dict(tiny=args.toy_variant == "tiny")
@@ -244,6 +245,7 @@ def read_items(args):
     else:
         train_items, test_items = datasets.split_by_source(items, args.test_fraction,
                                                            args.split_seed)
+    split_test = test_items
     if args.test_labels:
         seen = {it["source"] for it in train_items}
         test_items = [it for it in datasets.load_csv(args.test_labels) if it["source"] not in seen]
@@ -251,7 +253,7 @@ def read_items(args):
         raise ValueError(f"the split leaves {len(train_items)} train and {len(test_items)} test "
                          f"videos: metrics need at least 4 test videos (more sources, or another "
                          f"--test-fraction)")
-    return train_items, test_items
+    return train_items, test_items, split_test
 
 
 # -----------------------------------------------------------------------------------------------
@@ -260,8 +262,9 @@ def read_items(args):
 
 def teacher_stage(args, test_items):
     """The checkpoint of a teacher trained alone (`train.py --student none`) on a corpus of
-    args.pretrain synthetic contents the toy set does not hold, scored on `test_items` at its end:
-    built once (toy.build_once: a marker with the hash of every input, an atomic rename)."""
+    args.pretrain synthetic contents the toy set does not hold, scored on `test_items` (the toy
+    split's) at its end: built once (toy.build_once: a marker with the hash of what makes its
+    weights, an atomic rename)."""
     beside = os.path.dirname(os.path.abspath(toy_root(args)))  # the corpus and the teacher: data/
     with runtime.master_first():
         corpus = toy.make_corpus(os.path.join(beside, f"corpus-{args.pretrain}"),
@@ -269,8 +272,7 @@ def teacher_stage(args, test_items):
     stage = [*STAGE, *(f"--{k.replace('_', '-')}={getattr(args, k)}" for k in TO_STAGE),
              "--data", "csv", "--labels", str(corpus), "--split", "official",
              "--label-range", "0", "100"]  # VMAF, as the toy set's
-    inputs = dict(stage=stage, corpus=(corpus.parent / ".complete").read_text(),
-                  test=[(it["path"], it["mos"]) for it in test_items])
+    inputs = dict(stage=stage, corpus=(corpus.parent / toy.MARKER).read_text())
     key = hashlib.sha256(json.dumps(inputs).encode()).hexdigest()  # any change: another teacher
     root = os.path.join(beside, f"teacher-{args.teacher}-{key[:12]}")
 
@@ -454,7 +456,7 @@ def train(args, profile_name):
     # Data
     t0 = time.time()
     try:  # a bad label file, video or split: one message naming the file, not a traceback
-        train_items, test_items = read_items(args)
+        train_items, test_items, split_test = read_items(args)
         lo, hi = args.label_range or datasets.label_range(args.data, train_items)
         memo = os.path.join(args.cache or args.out, "probes.json")  # unchanged files: read once
         probes = runtime.on_master(lambda: data.check_videos(train_items + test_items, memo=memo))
@@ -463,7 +465,7 @@ def train(args, profile_name):
         print0(f"data: {args.data}, train {count(train_items)}, test {count(test_items)}, labels "
                f"{lo:g}..{hi:g} -> targets 0..1; every video checked in {time.time() - t0:.0f}s")
         if args.pretrain and not args.teacher_ckpt and args.teacher != "none":
-            args.teacher_ckpt = teacher_stage(args, test_items)
+            args.teacher_ckpt = teacher_stage(args, split_test)
     except (OSError, ValueError, RuntimeError) as e:  # RuntimeError: ffmpeg's, in a toy build
         raise SystemExit(f"train.py: {e}") from None
     geometry = dict(frames=args.frames, size=args.size, stride=args.stride, label_range=(lo, hi),

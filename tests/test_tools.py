@@ -42,27 +42,34 @@ def test_tools_start_as_scripts_and_as_modules(tool):
     assert not os.path.exists(os.path.join(ROOT, f"{tool}.py"))  # moved, not copied
 
 
-def test_compare_runs_teacher_first_and_reuses_finished_runs(tmp_path):
-    out, toy = tmp_path / "compare", str(tmp_path / "toy")  # the teacher's run builds the toy set
+def test_compare_runs_the_teacher_stage_first_and_reuses_finished_runs(tmp_path):
+    out, toy = tmp_path / "compare", str(tmp_path / "data" / "toy")
     tiny = ["--toy-variant", "tiny", "--teacher", "tiny", "--frames", "2", "--size", "28",
             "--stride", "1", "--test-clips", "1", "--batch-size", "2", "--workers", "0",
-            "--max-steps", "1", "--pretrain", "0"]  # no teacher pre-training stage
-    args = ["tools/compare.py", "--rows", "conv+KD", "--seeds", "0", "--jobs", "1",
-            "--out", str(out), "--data-root", toy, "--extra", *tiny]
+            "--max-steps", "1", "--pretrain", "3"]  # a teacher stage on a 3-content corpus
+    args = ["tools/compare.py", "--rows", "teacher pre-trained,teacher,conv+KD", "--seeds", "0",
+            "--jobs", "1", "--out", str(out), "--data-root", toy, "--extra", *tiny]
     code, first, err = run(args, timeout=300)
     assert code == 0, first[-3000:] + err[-3000:]
     launched = [s.split("]")[1].split(":")[0].strip() for s in first.splitlines()
                 if s.startswith("[")]
-    assert launched == ["teacher-s0", "conv+KD-s0", "teacher_on_VVC-s0", "conv+KD_on_VVC-s0"]
-    log = (out / "conv+KD-s0" / "log.txt").read_text()
-    assert f"teacher: {out}/teacher-s0/last.pt" in log  # the distilled row loads the seed's teacher
+    # small+KD first: its run builds the seed's teacher stage, which conv+KD then reuses
+    assert launched == ["small+KD-s0", "conv+KD-s0", "conv+KD_on_VVC-s0", "small+KD_on_VVC-s0"]
+    logs = {r: (out / f"{r}-s0" / "log.txt").read_text() for r in ("small+KD", "conv+KD")}
+    assert "teacher stage: python" in logs["small+KD"] and "teacher stage: python" not in logs["conv+KD"]
+    stage = [s for s in logs["conv+KD"].splitlines() if s.startswith("teacher: ") and "last.pt" in s]
+    assert stage and str(tmp_path / "data") in stage[0]  # the stage beside the toy set, reused
     table = (out / "results.md").read_text().splitlines()
-    assert [row.split("|")[1].strip() for row in table[2:6]] == [
-        "teacher", "teacher on VVC", "conv+KD", "conv+KD on VVC"]
-    last_eval = [s for s in log.splitlines() if s.strip().startswith("student ")][-1]
+    assert [row.split("|")[1].strip() for row in table[2:7]] == [
+        "teacher pre-trained", "teacher", "teacher on VVC", "conv+KD", "conv+KD on VVC"]
+    last_eval = [s for s in logs["conv+KD"].splitlines() if s.strip().startswith("student ")][-1]
     srcc = float(last_eval.split("SRCC")[1].split()[0])
-    assert table[4].split("|")[2].strip().startswith(f"{srcc:.3f}")  # the run's own final eval
+    within = float(last_eval.split("within-source SRCC")[1].split()[0])
+    cells = [c.strip() for c in table[5].split("|")]
+    assert cells[2].startswith(f"{srcc:.3f}") and cells[3].startswith(f"{within:.3f}")  # its own final eval
+    assert table[-3].split("|")[1].strip().startswith("settings baseline")
     code, second, err = run(args, timeout=120)
     assert code == 0, second[-3000:] + err[-3000:]
     assert not [s for s in second.splitlines() if s.startswith("[")]  # nothing ran again
-    assert second.splitlines()[:6] == first.splitlines()[4:10]
+    assert [s for s in second.splitlines() if s.startswith("|")] == \
+        [s for s in first.splitlines() if s.startswith("|")]

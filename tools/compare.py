@@ -1,27 +1,29 @@
-"""The paper's comparisons and the ablations it left open, rerun on the toy set.
+"""The paper's comparisons and the ablations it left open, rerun on the toy set with a teacher
+that knows more than the students' data.
 
 An experiment harness beside the method, not part of it. Run it from the repository root, as a
 script or as a module; it puts the root on sys.path itself and runs the root's train.py by path.
 
-    python tools/compare.py                    # every row, 3 seeds: 65 min on 2 CPU cores
-    python tools/compare.py --rows small,small+KD --seeds 0 --extra --epochs 1
+    python tools/compare.py                    # every row, 3 seeds (time: EXPERIMENTS.md)
+    python tools/compare.py --rows small,small+KD --seeds 0
     python -m tools.compare --help             # the same tool, as a module
 
-The rows are the comparisons of the paper (Guan et al. 2025, arXiv 2502.19026: students with
-and without distillation, homologous ViT students against a heterogeneous CNN one) and
-ablations of its loss.
+The rows are the comparisons of the paper (Guan et al. 2025, arXiv 2502.19026: students with and
+without distillation, homologous ViT students against a heterogeneous CNN one) and ablations of its
+loss. Each row is one train.py command in the quick profile (the quick start's own recipe), run
+once per seed (--seed; the toy set's fixed content split, so the spread is that of training). A
+distilled row's teacher is the quick start's: pre-trained alone on the corpus by the teacher stage
+of its seed (train.py builds it once and every distilled row of that seed reuses it), then frozen
+but for its last block and head. The teacher rows are read from the small+KD runs: the stage's own
+evaluation ("pre-trained") and the teacher after distillation. The cross-codec rows evaluate the
+same last.pt on the VVC encodes of the test contents (toy_vvc.csv: a codec no model saw).
 
-Each row is one train.py command, run once per seed (--seed; the toy set's fixed content split,
-so the spread is that of training alone). The teacher is trained first (--student none) and its
-last.pt is the --teacher-ckpt of every distilled row of the same seed. A row's result is its
-final evaluation (out/predictions.csv after the last epoch), never the best epoch, which would be
-chosen on the test set. The cross-codec rows take the same last.pt and evaluate it on the VVC
-encodes of the test contents (toy_vvc.csv: a codec no model saw in training).
-
-Finished runs are kept under --out and reused; an interrupted one is resumed. The table
-(median [min, max] over seeds of SRCC and PLCC) goes to stdout and to OUT/results.md, with the
-settings baseline beside it (docs/reference.md, section 5). Relative paths (--out, --data-root)
-are taken from the current folder, as train.py takes them.
+A row's numbers are its final evaluation (out/predictions.csv after the last epoch), with the best
+epoch's SRCC beside them (chosen on the test set, so read it as a ceiling). Finished runs are kept
+under --out and reused; an interrupted one is resumed. The table (median [min, max] over seeds of
+SRCC, within-source SRCC and PLCC) goes to stdout and to OUT/results.md, with the settings
+baseline beside it (docs/reference.md, section 5). Relative paths (--out, --data-root) are taken
+from the current folder, as train.py takes them.
 """
 import os
 import sys
@@ -39,37 +41,37 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import torch
+
 import datasets
 import metrics
 
 TRAIN_PY = os.path.join(ROOT, "train.py")
 
-# Reduced from the quick profile to fit ~30 runs in about an hour of a 2-core CPU: 56 x 56 crops,
-# the teacher trained for 2 epochs, then every student row for 1 (about 100 steps of 8 clips).
-TEACHER = ["--epochs", "1", "--teacher-ckpt", "{out}/teacher-s{seed}/last.pt"]  # the row "teacher"
-ALONE = ["--epochs", "1", "--teacher", "none"]
-ROWS = {  # name -> (train.py arguments, what it shows)
-    "teacher": (["--student", "none", "--teacher", "small", "--epochs", "2"],
-                "the teacher alone (all of it trained)"),
+ALONE = ["--teacher", "none"]  # the same student without distillation
+RUNS = {  # name -> (train.py arguments, what it shows)
     "small": (["--student", "small", *ALONE], "ViT-S student, no distillation"),
-    "small+KD": (["--student", "small", *TEACHER], "ViT-S distilled (the paper's loss)"),
+    "small+KD": (["--student", "small"], "ViT-S distilled (the paper's loss)"),
     "base": (["--student", "base", *ALONE], "ViT-B student, no distillation"),
-    "base+KD": (["--student", "base", *TEACHER], "ViT-B distilled"),
+    "base+KD": (["--student", "base"], "ViT-B distilled"),
     "conv": (["--student", "conv", *ALONE], "(2+1)-D CNN student, no distillation"),
-    "conv+KD": (["--student", "conv", *TEACHER], "(2+1)-D CNN distilled (heterogeneous)"),
-    "small+KD -align": (["--student", "small", *TEACHER, "--w-align", "0"],
-                        "ablation: no alignment term"),
-    "small+KD -teacher": (["--student", "small", *TEACHER, "--w-teacher", "0"],
+    "conv+KD": (["--student", "conv"], "(2+1)-D CNN distilled (heterogeneous)"),
+    "small+KD -align": (["--student", "small", "--w-align", "0"], "ablation: no alignment term"),
+    "small+KD -teacher": (["--student", "small", "--w-teacher", "0"],
                           "ablation: no teacher L2 term"),
-    "small+KD align->T": (["--student", "small", *TEACHER, "--align-to-teacher"],
+    "small+KD align->T": (["--student", "small", "--align-to-teacher"],
                           "ablation: alignment gradient reaches the teacher (authors' code)"),
+}
+TEACHER_ROWS = {  # name -> (what it shows); read from the small+KD runs
+    "teacher pre-trained": "the teacher stage: trained alone on the corpus, no toy label seen",
+    "teacher": "the teacher after distillation (last block and head trained on the 39 contents)",
 }
 CROSS = ("teacher", "small", "small+KD", "conv", "conv+KD")  # also evaluated on the held-out VVC
 
 
 def common(args):
     """The train.py arguments of every run."""
-    return ["--data", "toy", "--data-root", args.data_root, "--split", "official", "--size", "56"]
+    return ["--data", "toy", "--data-root", args.data_root, "--split", "official"]
 
 
 def folder(args, row, seed):
@@ -83,9 +85,8 @@ def done(out):
 def run(args, row, seed, out, *more):
     """train.py with the row's arguments into `out`, logged to out/log.txt; then out/DONE if it
     ended well."""
-    row_args = [a.format(out=args.out, seed=seed) for a in ROWS[row][0]]
-    cmd = [sys.executable, TRAIN_PY, *common(args), *row_args, "--seed", str(seed), "--out", out,
-           *args.extra, *more]
+    cmd = [sys.executable, TRAIN_PY, *common(args), *RUNS[row][0], "--seed", str(seed),
+           "--out", out, *args.extra, *more]
     env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // args.jobs)))
     print(f"[{time.strftime('%H:%M:%S')}] {os.path.basename(out)}: {' '.join(cmd[1:])}", flush=True)
     with open(os.path.join(out, "log.txt"), "a") as log:
@@ -113,21 +114,51 @@ def cross_codec(args, row, seed):
         run(args, row, seed, out, "--resume", "--eval-only", "--test-labels", vvc)
 
 
-def result(out, column):
-    """SRCC/PLCC (logistic) of one column of a run's predictions.csv, recomputed with metrics.py."""
+def where(args, row, seed):
+    """(the folder whose predictions.csv holds the row's scores, its column)."""
+    vvc = row.endswith(" on VVC")
+    base = row[: -len(" on VVC")] if vvc else row
+    if base == "teacher pre-trained":  # the stage's folder, from the run that loaded it
+        run = folder(args, "small+KD", seed)
+        ckpt = torch.load(os.path.join(run, "last.pt"), weights_only=True)
+        return os.path.dirname(ckpt["config"]["teacher_ckpt"]), "teacher"
+    source = "small+KD" if base == "teacher" else base
+    return folder(args, f"{source} on VVC" if vvc else source, seed), \
+        "teacher" if base == "teacher" else "student"
+
+
+def result(args, row, seed, sources):
+    """evaluate() of the row's final scores, recomputed from predictions.csv, with "within" (the
+    within-source SRCC; sources: {path: source}) and "best" (the best epoch's SRCC, last.pt's)."""
+    out, column = where(args, row, seed)
     with open(os.path.join(out, "predictions.csv")) as f:
-        got = [(float(r["mos"]), float(r[column])) for r in csv.DictReader(f)]
-    return metrics.evaluate([s for _, s in got], [m for m, _ in got])
+        got = [(float(r["mos"]), float(r[column]), sources[r["path"]])
+               for r in csv.DictReader(f)]
+    mos, pred, src = zip(*got)
+    r = metrics.evaluate(pred, mos)
+    r["within"] = metrics.within_source_srcc(pred, mos, src)["srcc"]
+    history = torch.load(os.path.join(out, "last.pt"), weights_only=True)["history"] \
+        if not row.endswith(" on VVC") else []
+    r["best"] = max((h[column]["srcc"] for h in history), default=float("nan"))
+    return r
 
 
 def cell(s, key):
     return f"{s[key]['median']:.3f} [{s[key]['min']:.3f}, {s[key]['max']:.3f}]"
 
 
+def summary(results):
+    """metrics.summarize of the results, the within-source and best-epoch SRCC summarised too."""
+    s = metrics.summarize(results)
+    for key in ("within", "best"):
+        s[key] = metrics.summarize([dict(r, srcc=r[key]) for r in results])["srcc"]
+    return s
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--rows", default=None, help="comma-separated row names (default: all)")
+    p.add_argument("--rows", default=None, help="comma-separated row names (not given: all)")
     p.add_argument("--out", default="runs/compare")
     p.add_argument("--data-root", default=os.path.join("data", "toy"))
     p.add_argument("--jobs", type=int, default=2,
@@ -136,47 +167,54 @@ def main():
                    help="passed to every train.py run (last)")
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    rows = args.rows.split(",") if args.rows else list(ROWS)
-    if unknown := set(rows) - set(ROWS):
-        sys.exit(f"unknown rows {sorted(unknown)}; known: {list(ROWS)}")
-    if any("KD" in r for r in rows) and "teacher" not in rows:
-        rows.insert(0, "teacher")  # the distilled rows need it
+    known = [*TEACHER_ROWS, *RUNS]
+    rows = args.rows.split(",") if args.rows else known
+    if unknown := set(rows) - set(known):
+        sys.exit(f"unknown rows {sorted(unknown)}; known: {known}")
+    runs = [r for r in RUNS if r in rows or (r == "small+KD" and set(rows) & set(TEACHER_ROWS))]
 
     t0 = time.time()
     cross_rows = [r for r in CROSS if r in rows]
-    slow_first = sorted(rows, key=lambda r: (r != "teacher", "base" not in r))
-    first = [(r, s) for r in slow_first for s in seeds if "KD" not in r]
-    distilled = [(r, s) for r in slow_first for s in seeds if "KD" in r]
-    cross = [(r, s) for r in cross_rows for s in seeds]
-    with ThreadPoolExecutor(args.jobs) as pool:  # distilled rows wait for the teachers they load
+    first = [(r, s) for r in runs for s in seeds if r == "small+KD"]  # they build the teachers
+    others = sorted(((r, s) for r in runs for s in seeds if r != "small+KD"),
+                    key=lambda job: "base" not in job[0])  # the slow ones first
+    cross = [("small+KD" if r == "teacher" else r, s) for r in cross_rows for s in seeds]
+    with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(lambda job: train(args, *job), first))
-        list(pool.map(lambda job: train(args, *job), distilled))
-        list(pool.map(lambda job: cross_codec(args, *job), cross))
+        list(pool.map(lambda job: train(args, *job), others))
+        list(pool.map(lambda job: cross_codec(args, *job), sorted(set(cross))))
+    sources = {}
+    for name in ("toy.csv", "toy_vvc.csv"):
+        sources.update({it["path"]: it["source"]
+                        for it in datasets.load_csv(os.path.join(args.data_root, name))})
     table = []
     for row in rows:
-        column = "teacher" if row == "teacher" else "student"
-        runs = [result(folder(args, row, s), column) for s in seeds]
-        table.append((row, ROWS[row][1], metrics.summarize(runs)))
+        what = TEACHER_ROWS.get(row) or RUNS[row][1]
+        table.append((row, what, summary([result(args, row, s, sources) for s in seeds])))
         if row in cross_rows:
-            runs = [result(folder(args, f"{row} on VVC", s), column) for s in seeds]
-            table.append((f"{row} on VVC", "trained on the 5 toy codecs, tested on VVC encodes of "
-                                           "unseen contents", metrics.summarize(runs)))
+            table.append((f"{row} on VVC", "the same models, tested on VVC encodes of the test "
+                          "contents", summary([result(args, f"{row} on VVC", s, sources)
+                                               for s in seeds])))
     # The same split scored by the mean training score of each encoding-settings cell, which never
     # sees a pixel: on synthetic-distortion sets much of the ranking is free (docs/reference.md,
     # section 5, the settings baseline).
     items = datasets.load_csv(os.path.join(args.data_root, "toy.csv"))
-    baseline = metrics.baseline_metrics(*datasets.official_split(items, "toy"))
+    train_items, test_items = datasets.official_split(items, "toy")
+    baseline = metrics.baseline_metrics(train_items, test_items)
     if baseline is not None:
+        preds, _ = metrics.settings_baseline(train_items, test_items)
+        baseline["within"] = baseline["best"] = metrics.within_source_srcc(
+            preds, [it["mos"] for it in test_items], [it["source"] for it in test_items])["srcc"]
         table.append((f"settings baseline ({', '.join(baseline['keys'])})",
                       "mean training score of each cell of encoding settings; sees no pixel",
-                      metrics.summarize([baseline])))
+                      summary([baseline])))
 
-    lines = ["| row | SRCC median [min, max] | PLCC median [min, max] | what it shows |",
-             "|---|---|---|---|"]
-    lines += [f"| {row} | {cell(s, 'srcc')} | {cell(s, 'plcc')} | {what} |"
-              for row, what, s in table]
-    lines.append(f"\n{len(seeds)} seeds ({args.seeds}); train.py "
-                 f"{' '.join(common(args) + args.extra)}; "
+    lines = ["| row | SRCC | within-source SRCC | PLCC | SRCC, best epoch | what it shows |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {row} | {cell(s, 'srcc')} | {cell(s, 'within')} | {cell(s, 'plcc')} | "
+              f"{cell(s, 'best')} | {what} |" for row, what, s in table]
+    lines.append(f"\nmedian [min, max] over {len(seeds)} seeds ({args.seeds}) of the final "
+                 f"evaluation; train.py {' '.join(common(args) + args.extra)}; "
                  f"{(time.time() - t0) / 60:.0f} min for the runs not already done")
     print("\n".join(lines))
     with open(os.path.join(args.out, "results.md"), "w") as f:
