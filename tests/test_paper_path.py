@@ -1,5 +1,5 @@
 """End-to-end test of the paper's data path: train.py on miniature copies of the two datasets of the
-InternVQA paper, laid out and labelled as the real ones are (REFERENCE section 4), with the paper
+InternVQA paper, laid out and labelled as the real ones are (docs/reference.md, section 4), with the paper
 profile at tiny model sizes.
 
 - Waterloo IVC 4K: `<Encoder>/<NN>/<W>x<H>_<level>.mp4` (H.264 and HEVC, 3840x2160, 1920x1080 and

@@ -175,13 +175,15 @@ def main():
 
     t0 = time.time()
     cross_rows = [r for r in CROSS if r in rows]
-    first = [(r, s) for r in runs for s in seeds if r == "small+KD"]  # they build the teachers
-    others = sorted(((r, s) for r in runs for s in seeds if r != "small+KD"),
-                    key=lambda job: "base" not in job[0])  # the slow ones first
+    # One queue: small+KD first (each builds its seed's teacher stage), then the rows without a
+    # teacher, then the other distilled rows, which by then find their seed's stage built; the slow
+    # ViT-B rows first within each group.
+    group = lambda r: 0 if r == "small+KD" else 1 if r in ("small", "base", "conv") else 2
+    jobs = sorted(((r, s) for r in runs for s in seeds),
+                  key=lambda job: (group(job[0]), "base" not in job[0]))
     cross = [("small+KD" if r == "teacher" else r, s) for r in cross_rows for s in seeds]
     with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(lambda job: train(args, *job), first))
-        list(pool.map(lambda job: train(args, *job), others))
+        list(pool.map(lambda job: train(args, *job), jobs))
         list(pool.map(lambda job: cross_codec(args, *job), sorted(set(cross))))
     sources = {}
     for name in ("toy.csv", "toy_vvc.csv"):
