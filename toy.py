@@ -52,6 +52,9 @@ hevc 0.41, avs2 0.41, vp9 0.47; two workers on two idle cores take half that in 
 default: 124 CPU s). Its labels by level 1-4: mean VMAF 22, 43, 70, 93 (toy set: 12-24, 35-40,
 66-67, 92-94).
 
+train_once runs a training command once into a folder built by build_once: train.py's teacher
+stage (the teacher trained alone on the corpus before it meets the toy set) is one.
+
 Every build (build_once) happens in a temporary folder beside root and is renamed into place
 only when complete, with a marker root/.complete holding a hash of every build parameter (for
 own sources also each file's path, size and modification time): a second call returns at once,
@@ -66,7 +69,9 @@ import os
 import pathlib
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -549,3 +554,45 @@ def make_corpus(root, contents=CORPUS_CONTENTS, seed=0, codecs=CORPUS_CODECS, pe
     build_once(root, key, lambda tmp: _build_corpus(tmp, graphs, chosen, frames, size, workers,
                                                     log, root))
     return root / "corpus.csv"
+
+
+# -----------------------------------------------------------------------------
+# a training run, once
+
+
+def train_once(root, key, command, test_items, log=print, tag="teacher stage"):
+    """Run the train.py `command` (its argument list, the interpreter and script first) once into
+    `root`, inside build_once(root, key); return root/last.pt.
+
+    The run gets `--test-labels ROOT/test.csv` (test_items: {path, mos, source, ...}, what it is
+    scored on at its end) and `--out ROOT`, in one process (WORLD_SIZE=1), its lines logged as
+    `  TAG | ...`. A second call with the same key returns at once; a failed run raises, and Ctrl-C
+    or SIGTERM during it stops it too: either way nothing of it is kept."""
+    def build(folder):
+        with open(folder / "test.csv", "w", newline="") as f:
+            out = csv.DictWriter(f, ["path", "mos", "source", "codec", "level"],
+                                 extrasaction="ignore")
+            out.writeheader()
+            out.writerows(test_items)
+        cmd = [*command, "--test-labels", str(folder / "test.csv"), "--out", str(folder)]
+        log(f"{tag}: python {' '.join(cmd[1:])}")
+        env = dict(os.environ, WORLD_SIZE="1", PYTHONUNBUFFERED="1")  # one process, lines at once
+        t0 = time.time()
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=env) as proc:
+            try:
+                for line in proc.stdout:
+                    log(f"  {tag} | {line.rstrip()}")
+            except BaseException:  # Ctrl-C, or SIGTERM below: the run stops too
+                proc.kill()
+                raise
+        if proc.returncode:
+            raise RuntimeError(f"the {tag} failed (exit {proc.returncode}); its log is above")
+        log(f"{tag}: done in {time.time() - t0:.0f}s")
+
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # as Ctrl-C: clean up
+    try:
+        build_once(root, key, build)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return pathlib.Path(root) / "last.pt"

@@ -20,13 +20,10 @@ student on the toy set's training contents. Options not given come from a profil
 stops, checkpoints and reports are runtime.py's, so that this file reads as the method.
 """
 import argparse
-import csv
 import hashlib
 import json
 import math
 import os
-import signal
-import subprocess
 import sys
 import time
 from dataclasses import asdict, replace
@@ -263,8 +260,7 @@ def read_items(args):
 def teacher_stage(args, test_items):
     """The checkpoint of a teacher trained alone (`train.py --student none`) on a corpus of
     args.pretrain synthetic contents the toy set does not hold, scored on `test_items` (the toy
-    split's) at its end: built once (toy.build_once: a marker with the hash of what makes its
-    weights, an atomic rename)."""
+    split's) at its end: trained once, then found by the hash of what makes its weights."""
     beside = os.path.dirname(os.path.abspath(toy_root(args)))  # the corpus and the teacher: data/
     with runtime.master_first():
         corpus = toy.make_corpus(os.path.join(beside, f"corpus-{args.pretrain}"),
@@ -274,43 +270,15 @@ def teacher_stage(args, test_items):
              "--label-range", "0", "100"]  # VMAF, as the toy set's
     inputs = dict(stage=stage, corpus=(corpus.parent / toy.MARKER).read_text())
     key = hashlib.sha256(json.dumps(inputs).encode()).hexdigest()  # any change: another teacher
-    root = os.path.join(beside, f"teacher-{args.teacher}-{key[:12]}")
-
-    def build(folder):
-        with open(folder / "test.csv", "w", newline="") as f:  # the stage's evaluation
-            w = csv.DictWriter(f, ["path", "mos", "source", "codec", "level"],
-                               extrasaction="ignore")
-            w.writeheader()
-            w.writerows(test_items)
-        cmd = [sys.executable, os.path.abspath(__file__), *stage, f"--device={args.device}",
-               f"--workers={args.workers}", "--test-labels", str(folder / "test.csv"),
-               "--out", str(folder)]
-        print0(f"teacher stage: python {' '.join(cmd[1:])}")
-        env = dict(os.environ, WORLD_SIZE="1", PYTHONUNBUFFERED="1")  # one process, lines at once
-        t0 = time.time()
-        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env=env) as proc:
-            try:
-                for line in proc.stdout:
-                    print0(f"  teacher stage | {line.rstrip()}")
-            except BaseException:  # Ctrl-C or SIGTERM: the stage stops too and nothing is kept
-                proc.kill()
-                raise
-        if proc.returncode:
-            raise RuntimeError(f"the teacher stage failed (exit {proc.returncode}); its log is "
-                               f"above")
-        print0(f"teacher stage: done in {time.time() - t0:.0f}s")
-
-    with runtime.master_first():
-        previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-        try:
-            toy.build_once(root, key, build)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+    command = [sys.executable, os.path.abspath(__file__), *stage, f"--device={args.device}",
+               f"--workers={args.workers}"]
+    with runtime.master_first():  # rank 0 trains it; the others find it trained
+        path = toy.train_once(os.path.join(beside, f"teacher-{args.teacher}-{key[:12]}"), key,
+                              command, test_items, log=print0)
     print0(f"teacher: pre-trained alone on {args.pretrain} synthetic contents the toy set does not "
            f"hold, labelled by VMAF\n  (a stand-in for pre-training on millions of natural "
-           f"videos, which the official weights are): {root}/last.pt")
-    return os.path.join(root, "last.pt")
+           f"videos, which the official weights are): {path}")
+    return str(path)
 
 
 # -----------------------------------------------------------------------------------------------
