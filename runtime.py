@@ -1,4 +1,5 @@
-"""The machinery that makes train.py safe at scale, in a room of its own so train.py reads as the method.
+"""The machinery that makes train.py safe at scale, in a room of its own so that train.py reads
+as the method.
 
 - Processes (torchrun): init_distributed() / teardown(), print0() (rank 0 speaks), master_first()
   (rank 0 builds something shared, such as the toy set; the others then find it built),
@@ -76,7 +77,8 @@ def gather(items):
 
 
 def print0(*args, **kwargs):
-    """print on rank 0 only, flushed at once: a log read through a pipe shows every line as it happens."""
+    """print on rank 0 only, flushed at once: a log read through a pipe shows each line as it
+    happens."""
     if is_master():
         print(*args, **kwargs, flush=True)
 
@@ -159,7 +161,8 @@ class Stopper:
         self.signalled = max(self.signalled, 1 if signum == signal.SIGTERM else 2)
 
     def check(self, finite):
-        """finite: a bool tensor (any device), False when this process's loss or gradients are not."""
+        """finite: a bool tensor (any device), False when this process's loss or gradients are
+        not finite."""
         code = torch.where(finite.to(self.device), 0, 3).clamp(min=self.signalled)
         if dist.is_initialized():
             dist.all_reduce(code, op=dist.ReduceOp.MAX)
@@ -191,7 +194,8 @@ def trainable_state(model, partial):
 
 
 def weights_finite(model):
-    return all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point())
+    return all(torch.isfinite(t).all() for t in model.state_dict().values()
+               if t.is_floating_point())
 
 
 class Checkpoints:
@@ -298,7 +302,8 @@ def load_weights(model, path, which="student", trust=False, frames=None, ckpt=No
         ckpt = read_checkpoint(path, trust) if ckpt is None else ckpt
         if not is_ours(ckpt):
             if not isinstance(model, VideoViT):
-                raise ValueError("is not a checkpoint of this project; only those hold a CNN student")
+                raise ValueError("is not a checkpoint of this project; only those hold a CNN "
+                                 "student")
             return load_internvideo2(model, ckpt, frames=frames)
         if not ckpt.get(which):
             raise ValueError(f"holds no {which} weights")
@@ -341,10 +346,12 @@ def read_model(path, which="student", trust=False, frames=None, **shape):
 
 
 def config_of(sd, **overrides):
-    """The named size (CONFIGS) whose width and depth match an official state dict, with `overrides`."""
+    """The named size (CONFIGS) whose width and depth match an official state dict, with
+    `overrides`."""
     sd, _ = remap_state_dict(sd)
     if "cls_token" not in sd:
-        raise ValueError(f"no cls_token: not an InternVideo2 vision encoder (keys: {sorted(sd)[:5]} ...)")
+        raise ValueError(f"no cls_token: not an InternVideo2 vision encoder (keys: "
+                         f"{sorted(sd)[:5]} ...)")
     dim = sd["cls_token"].shape[-1]
     depth = len({k.split(".")[1] for k in sd if k.startswith("blocks.")})
     for cfg in CONFIGS.values():
@@ -383,10 +390,12 @@ def report(scores, items, baseline, out, header, first=False):
         else:
             nan = math.nan
             result[name] = dict(srcc=nan, krcc=nan, plcc=nan, rmse=nan, plcc_raw=nan, n=len(pred),
-                                fit="none: non-finite predictions", within=dict(srcc=nan, n_sources=0))
+                                fit="none: non-finite predictions",
+                                within=dict(srcc=nan, n_sources=0))
     print0(header)
     for name, r in result.items():
-        print0(f"  {name:8s} {metrics.format_metrics(r)}  (raw PLCC {r['plcc_raw']:.3f}, n={r['n']}, "
+        print0(f"  {name:8s} {metrics.format_metrics(r)}  (raw PLCC {r['plcc_raw']:.3f}, "
+               f"n={r['n']}, "
                f"fit {r['fit']}; within-source SRCC {r['within']['srcc']:.3f} over "
                f"{r['within']['n_sources']} sources)")
     if baseline:

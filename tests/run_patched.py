@@ -52,11 +52,12 @@ def children():
 
 
 def ignored(pid):
-    """Which of SIGTERM and SIGINT the process ignores (its SigIgn mask): an ignored signal is dropped
-    when sent, so this is what the process does with the signal about to come."""
+    """Which of SIGTERM and SIGINT the process ignores (its SigIgn mask): an ignored signal is
+    dropped when sent, so this is what the process does with the signal about to come."""
     with open(f"/proc/{pid}/status") as f:
         mask = int(next(line for line in f if line.startswith("SigIgn:")).split()[1], 16)
-    return [name for name, s in (("TERM", signal.SIGTERM), ("INT", signal.SIGINT)) if mask >> (s - 1) & 1]
+    return [name for name, s in (("TERM", signal.SIGTERM), ("INT", signal.SIGINT))
+            if mask >> (s - 1) & 1]
 
 
 def main():

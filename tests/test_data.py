@@ -26,8 +26,8 @@ N, H, W = 45, 32, 40  # frames and size of the pattern video
 def encode(path, frames, *args):
     """Write uint8 (T, H, W, 3) frames with ffmpeg; `args` are the output options."""
     t, h, w, _ = frames.shape
-    cmd = [FFMPEG, "-nostdin", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", "25",
-           "-i", "-", *args, "-y", str(path)]
+    cmd = [FFMPEG, "-nostdin", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+           "-s", f"{w}x{h}", "-r", "25", "-i", "-", *args, "-y", str(path)]
     subprocess.run(cmd, input=frames.tobytes(), check=True, timeout=60)
     return str(path)
 
@@ -42,7 +42,8 @@ def pattern(n=N, h=H, w=W):
 
 
 def coordinates(t, h, w):
-    """t identical frames whose pixels hold their own (row, column): row, column % 256, column // 256."""
+    """t identical frames whose pixels hold their own (row, column): row, column % 256, column //
+    256."""
     y, x = np.mgrid[:h, :w]
     frame = np.stack([y, x % 256, x // 256], -1).astype(np.uint8)
     return np.repeat(frame[None], t, 0)
@@ -71,7 +72,8 @@ def videos(tmp_path_factory):
 # reading
 
 
-STARTS = [("mp4", 0.0), ("mkv", 0.0), ("b.mp4", 0.0), ("ts", 1.48), ("avi", None), ("264", None)]  # None: no seeking
+# None: no seeking
+STARTS = [("mp4", 0.0), ("mkv", 0.0), ("b.mp4", 0.0), ("ts", 1.48), ("avi", None), ("264", None)]
 
 
 @pytest.mark.parametrize("kind,start", STARTS)
@@ -81,9 +83,11 @@ def test_read_clip_is_frame_exact(videos, kind, start):
     full = video.read_clip(path, range(N))
     if kind in ("mp4", "mkv"):
         np.testing.assert_array_equal(full, pattern())
-    assert np.abs(full.astype(int) - pattern()).max() <= 2  # red steps by 5: every frame is the right one
+    # red steps by 5: every frame is the right one
+    assert np.abs(full.astype(int) - pattern()).max() <= 2
     for idx in ([0], [1, 5, 9], [9, 10, 11], [13, 17, 21, 25], [33, 29, 33, 41], [44, 50, 100]):
-        np.testing.assert_array_equal(video.read_clip(path, idx), full[np.minimum(idx, N - 1)], f"{idx}")
+        np.testing.assert_array_equal(video.read_clip(path, idx), full[np.minimum(idx, N - 1)],
+                                      f"{idx}")
     if kind in ("mp4", "mkv", "b.mp4"):  # the seek alone; read_clip falls back to decoding from the
         # start when it misses frames, as it does in MPEG-TS, where ffmpeg lands at a later keyframe
         got = video._decode(path, np.array([23, 27, 31]), video.probe(path), seek=23.25 / 25)
@@ -93,20 +97,23 @@ def test_read_clip_is_frame_exact(videos, kind, start):
 def test_read_clip_many_frames(tmp_path):
     n = 300
     frames = np.zeros((n, 8, 8, 3), np.uint8)
-    frames[..., 0], frames[..., 1] = (np.arange(n) % 256)[:, None, None], (np.arange(n) // 256)[:, None, None]
+    frames[..., 0], frames[..., 1] = ((np.arange(n) % 256)[:, None, None],
+                                      (np.arange(n) // 256)[:, None, None])
     path = encode(tmp_path / "long.mkv", frames, "-c:v", "ffv1", "-g", "10")
     np.testing.assert_array_equal(video.read_clip(path, range(n)), frames)
-    scattered = np.random.default_rng(0).choice(n, 150, replace=False)  # read as one span, then picked
+    # read as one span, then picked
+    scattered = np.random.default_rng(0).choice(n, 150, replace=False)
     np.testing.assert_array_equal(video.read_clip(path, scattered), frames[scattered])
 
 
 def test_variable_frame_rate_reads_are_frame_exact(tmp_path):
-    """Frames 0-19 at 25 fps, then a gap of three frame times, then 25 fps again (lossless, a keyframe
-    every 10): the times lie on no grid, so probe gives no start, and read_clip counts frames from the
-    first instead of seeking by time (which read frames 20, 24, 29, 39 for 21, 25, 30, 40)."""
+    """Frames 0-19 at 25 fps, then a gap of three frame times, then 25 fps again (lossless, a
+    keyframe every 10): the times lie on no grid, so probe gives no start, and read_clip counts
+    frames from the first instead of seeking by time (which read frames 20, 24, 29, 39 for 21, 25,
+    30, 40)."""
     frames = pattern()
-    path = encode(tmp_path / "vfr.mkv", frames, "-vf", "setpts='(N+2*gte(N,20))/25/TB'", "-fps_mode", "passthrough",
-                  "-c:v", "ffv1", "-g", "10")
+    path = encode(tmp_path / "vfr.mkv", frames, "-vf", "setpts='(N+2*gte(N,20))/25/TB'",
+                  "-fps_mode", "passthrough", "-c:v", "ffv1", "-g", "10")
     info = video.probe(path)
     assert info["frames"] == N and info["start"] is None
     for idx in ([21, 25, 30, 40], [19, 20, 21], [40, 42, 44]):
@@ -116,8 +123,10 @@ def test_variable_frame_rate_reads_are_frame_exact(tmp_path):
 
 
 def yuv_file(path, planes, bit_depth, w, h):
-    """Raw 4:2:0 frames, one per (Y, U, V) triple of 8-bit values: flat planes, scaled to bit_depth."""
-    frames = [np.concatenate([np.full(w * h, y), np.full(w * h // 4, u), np.full(w * h // 4, v)]) for y, u, v in planes]
+    """Raw 4:2:0 frames, one per (Y, U, V) triple of 8-bit values: flat planes, scaled to
+    bit_depth."""
+    frames = [np.concatenate([np.full(w * h, y), np.full(w * h // 4, u), np.full(w * h // 4, v)])
+              for y, u, v in planes]
     samples = np.concatenate(frames) * 2 ** (bit_depth - 8)
     samples.astype(np.uint8 if bit_depth == 8 else np.dtype("<u2")).tofile(path)
     return str(path)
@@ -135,15 +144,17 @@ def test_yuv_round_trip(tmp_path, bit_depth, w, h, matrix):
     assert got.shape == (5, h, w, 3) and got.dtype == np.uint8
     # independent reference: ffmpeg's own converter with the matrix named explicitly
     pix_fmt = "yuv420p" if bit_depth == 8 else "yuv420p10le"
-    cmd = [FFMPEG, "-nostdin", "-v", "error", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{w}x{h}", "-i", path,
-           "-vf", f"scale=in_color_matrix={matrix}:in_range=tv:flags=accurate_rnd+full_chroma_int", "-f", "rawvideo",
-           "-pix_fmt", "rgb24", "-"]
+    cmd = [FFMPEG, "-nostdin", "-v", "error", "-f", "rawvideo", "-pix_fmt", pix_fmt,
+           "-s", f"{w}x{h}", "-i", path,
+           "-vf", f"scale=in_color_matrix={matrix}:in_range=tv:flags=accurate_rnd+full_chroma_int",
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     ref = np.frombuffer(subprocess.run(cmd, capture_output=True, check=True, timeout=60).stdout,
                         np.uint8).reshape(4, h, w, 3)
     assert np.abs(got.astype(int) - ref[[2, 0, 1, 3, 3]]).max() <= 1
     if matrix == "bt601":  # by hand: y = 110/219, cb = -28/224, cr = 52/224; R = y + 1.402 cr, ...
         assert got[1, 0, 0].tolist() == [211, 97, 72]
-    assert got[0, 0, 0].tolist() == [255, 255, 255] and got[4, 0, 0].tolist() == [0, 0, 0]  # 9: past the end
+    # 9: past the end
+    assert got[0, 0, 0].tolist() == [255, 255, 255] and got[4, 0, 0].tolist() == [0, 0, 0]
 
 
 def test_yuv_chroma_layout(tmp_path):
@@ -160,7 +171,8 @@ def test_yuv_format_from_arguments(tmp_path):
     with pytest.raises(ValueError, match="plain.yuv.*WxH"):
         video.probe(path)
     assert video.probe(path, width=64, height=48, bit_depth=10)["frames"] == 2
-    assert video.read_clip(path, [0], width=64, height=48, bit_depth=10)[0, 0, 0].tolist() == [211, 97, 72]
+    assert (video.read_clip(path, [0], width=64, height=48, bit_depth=10)[0, 0, 0].tolist()
+            == [211, 97, 72])
 
 
 def test_yuv_size_must_fit(tmp_path):
@@ -178,7 +190,8 @@ def test_bad_video_files(tmp_path, videos):
     cut.write_bytes(whole[: len(whole) // 2])  # ffmpeg writes the mp4 index (moov) at the end
     with pytest.raises(FileNotFoundError, match="missing.mp4"):
         video.probe(tmp_path / "missing.mp4")
-    for path, problem in [(empty, "empty"), (text, "cannot be opened"), (cut, "moov atom not found")]:
+    for path, problem in [(empty, "empty"), (text, "cannot be opened"),
+                          (cut, "moov atom not found")]:
         with pytest.raises(ValueError, match=f"{path.name}.*{problem}"):
             video.probe(path)
     with pytest.raises(ValueError, match="(?s)2 of 3 videos.*empty.mp4: empty.*cut.mp4: cannot"):
@@ -187,8 +200,10 @@ def test_bad_video_files(tmp_path, videos):
 
 
 def test_the_video_check_is_remembered(videos, tmp_path, monkeypatch):
-    """check_videos(memo=...) a second time runs no ffmpeg; a touched file (another mtime) is probed again."""
-    paths = [shutil.copy(videos[k], tmp_path / f"{i}.{k}") for i, k in enumerate(("mp4", "mkv", "b.mp4"))]
+    """check_videos(memo=...) a second time runs no ffmpeg; a touched file (another mtime) is probed
+    again."""
+    paths = [shutil.copy(videos[k], tmp_path / f"{i}.{k}")
+             for i, k in enumerate(("mp4", "mkv", "b.mp4"))]
     items = [dict(path=str(p)) for p in paths]
     memo = tmp_path / "probes.json"
     first = data.check_videos(items, memo=str(memo))
@@ -208,7 +223,8 @@ def test_the_video_check_is_remembered(videos, tmp_path, monkeypatch):
 
     monkeypatch.setattr(subprocess, "run", counted)
     st = os.stat(items[1]["path"])
-    os.utime(items[1]["path"], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # whatever the clock's resolution
+    # whatever the clock's resolution
+    os.utime(items[1]["path"], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     assert data.check_videos(items, memo=str(memo)) == first
     assert len(ran) == 1 and items[1]["path"] in ran[0]
     monkeypatch.setattr(subprocess, "run", no_ffmpeg)
@@ -220,7 +236,8 @@ def test_the_video_check_is_remembered(videos, tmp_path, monkeypatch):
 
 
 def test_resized_size():
-    assert video.resized_size(2160, 3840, 224) == video.resized_size(1080, 1920, 224) == (224, 398)  # 398.2
+    # 398.2
+    assert video.resized_size(2160, 3840, 224) == video.resized_size(1080, 1920, 224) == (224, 398)
     assert video.resized_size(1920, 1080, 224) == (398, 224)  # portrait
     assert video.resized_size(480, 640, 224) == (224, 298)  # 298.7: floored, as torchvision does
     assert video.resized_size(54, 96, 128) == (128, 227)  # upscaled
@@ -229,22 +246,25 @@ def test_resized_size():
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
-    """Three frames of ffmpeg's testsrc2 (fine text, sharp edges: aliasing shows) as containers and raw
-    .yuv. RGB containers are lossless, so they test the resize alone; 4:2:0 ones test it together with
-    the chroma, which the reference (full-size RGB) upsamples differently. The grey .yuv keep the luma
-    and set the chroma to 128 (no colour), for the same reason."""
+    """Three frames of ffmpeg's testsrc2 (fine text, sharp edges: aliasing shows) as containers and
+    raw .yuv. RGB containers are lossless, so they test the resize alone; 4:2:0 ones test it
+    together with the chroma, which the reference (full-size RGB) upsamples differently. The grey
+    .yuv keep the luma and set the chroma to 128 (no colour), for the same reason."""
     d = tmp_path_factory.mktemp("scenes")
 
     def make(name, w, h, *args):
         src = ["-f", "lavfi", "-i", f"testsrc2=size={w}x{h}:rate=25", "-frames:v", "3"]
-        subprocess.run([FFMPEG, "-nostdin", "-v", "error", *src, *args, "-y", str(d / name)], check=True, timeout=60)
+        subprocess.run([FFMPEG, "-nostdin", "-v", "error", *src, *args, "-y", str(d / name)],
+                       check=True, timeout=60)
         return str(d / name)
 
     rgb, yuv = ["-c:v", "libx264rgb", "-qp", "0"], ["-pix_fmt", "yuv420p", "-f", "rawvideo"]
     out = dict(wide=make("wide.mp4", 640, 360, *rgb), tall=make("tall.mkv", 360, 640, *rgb),
-               small=make("small.mp4", 96, 54, *rgb), wide420=make("wide420.mp4", 640, 360, "-pix_fmt", "yuv420p"),
+               small=make("small.mp4", 96, 54, *rgb),
+               wide420=make("wide420.mp4", 640, 360, "-pix_fmt", "yuv420p"),
                wideyuv=make("wide_640x360.yuv", 640, 360, *yuv))
-    for name, w, h in [("grey_640x360.yuv", 640, 360), ("grey_96x54.yuv", 96, 54), ("grey_360x640.yuv", 360, 640)]:
+    for name, w, h in [("grey_640x360.yuv", 640, 360), ("grey_96x54.yuv", 96, 54),
+                       ("grey_360x640.yuv", 360, 640)]:
         raw = np.fromfile(make(name, w, h, *yuv), np.uint8).reshape(3, -1)
         raw[:, w * h :] = 128
         raw.tofile(d / name)
@@ -253,20 +273,25 @@ def scenes(tmp_path_factory):
 
 
 def torch_resize(frames, size, antialias=True):
-    """The independent reference: uint8 (T, H, W, 3) resized by torch, bilinear, half-pixel centres."""
+    """The independent reference: uint8 (T, H, W, 3) resized by torch, bilinear, half-pixel
+    centres."""
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
     x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=antialias)
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-# (video, short side, mean and max |difference| allowed), measured: antialiased mean (max); plain bilinear mean
-RESIZES = [("wide", 100, 0.5, 255),  # 0.14 (17); plain 2.3. ffmpeg's fixed-point filter taps differ a little
+# (video, short side, mean and max |difference| allowed), measured: antialiased mean (max); plain
+# bilinear mean
+RESIZES = [  # 0.14 (17); plain 2.3. ffmpeg's fixed-point filter taps differ a little
+           ("wide", 100, 0.5, 255),
            ("wide", 64, 0.5, 255),  # 0.08 (23); 3.5
            ("tall", 100, 0.5, 255),  # 0.27 (18); 3.5: portrait
            ("small", 128, 0.1, 1),  # 0.014 (1): upscaled 2.4 x, where antialiasing plays no part
-           ("wide420", 100, 1.5, 255),  # 0.89 (25); 2.7: 4:2:0, the chroma differs at coloured edges
+           # 0.89 (25); 2.7: 4:2:0, the chroma differs at coloured edges
+           ("wide420", 100, 1.5, 255),
            ("wideyuv", 100, 0.5, 255),  # 0.24 (24); 2.2: raw 4:2:0, the same
-           ("grey_640x360", 64, 0.1, 1),  # 0.05 (1); 2.2: torch resizes the planes, so only rounding differs
+           # 0.05 (1); 2.2: torch resizes the planes, so only rounding differs
+           ("grey_640x360", 64, 0.1, 1),
            ("grey_360x640", 100, 0.1, 1),  # 0.05 (1); 2.4
            ("grey_96x54", 128, 0.1, 1)]  # 0.05 (1): upscaled
 
@@ -285,11 +310,13 @@ def test_resized_read_matches_torch(scenes, name, short, mean, most):
 
 
 def test_container_and_yuv_resize_alike(scenes):
-    """The same picture as a container and as .yuv: the same geometry and close pixels at any short side."""
+    """The same picture as a container and as .yuv: the same geometry and close pixels at any short
+    side."""
     for short in (64, 100, 360, 500):
         a = video.read_clip(scenes["wide420"], [1], short_side=short)
         b = video.read_clip(scenes["wideyuv"], [1], short_side=short)
-        assert a.shape == b.shape and np.abs(a.astype(int) - b).mean() < 1, short  # 0.3-0.6: x264 is lossy
+        # 0.3-0.6: x264 is lossy
+        assert a.shape == b.shape and np.abs(a.astype(int) - b).mean() < 1, short
 
 
 # -----------------------------------------------------------------------------
@@ -305,13 +332,15 @@ def test_train_indices():
         starts.add(idx[0])
     assert len(starts) > 30 and max(starts) <= 100 - 29
     assert (np.diff(data.train_indices(20, 8, 4, rng)) == 2).all()  # stride shrunk to fit 20 frames
-    assert data.train_indices(3, 8, 4, rng).tolist() == [0, 0, 0, 1, 1, 1, 2, 2]  # then frames repeat
+    # then frames repeat
+    assert data.train_indices(3, 8, 4, rng).tolist() == [0, 0, 0, 1, 1, 1, 2, 2]
     assert data.train_indices(1, 8, 4, rng).tolist() == [0] * 8
 
 
 def test_eval_indices():
     idx = data.eval_indices(100, 8, 4, clips=3)
-    assert idx.shape == (3, 8) and idx.min() >= 0 and idx.max() < 100 and (np.diff(idx, axis=1) == 4).all()
+    assert (idx.shape == (3, 8) and idx.min() >= 0 and idx.max() < 100
+            and (np.diff(idx, axis=1) == 4).all())
     assert (np.diff(idx[:, 0]) > 0).all()
     assert data.eval_indices(100, 8, 4)[0, 0] == 36  # one clip: centred, (100 - 29) / 2 rounded
     np.testing.assert_array_equal(idx, data.eval_indices(100, 8, 4, clips=3))
@@ -328,7 +357,8 @@ def test_crop_is_in_bounds_and_same_on_all_frames():
         y, x = out[0, 0, 0, 1] // 4, out[0, 0, 0, 2] // 4
         np.testing.assert_array_equal(out, clip[:, y : y + 24, x : x + 24])
         corners.add((y, x))
-    assert len(corners) > 10 and max(y for y, _ in corners) <= 16 and max(x for _, x in corners) <= 26
+    assert (len(corners) > 10 and max(y for y, _ in corners) <= 16
+            and max(x for _, x in corners) <= 26)
     np.testing.assert_array_equal(data.crop_clip(clip, 24), clip[:, 8:32, 13:37])  # centre
     tiny = data.crop_clip(clip[:, :10, :30], 24, rng)  # short side 10 < 24: upscaled first
     assert tiny.shape == (4, 24, 24, 3) and tiny.dtype == np.uint8
@@ -346,17 +376,22 @@ def test_fragments_geometry(seed):
         for j in range(7):
             block = out[0, i * p : (i + 1) * p, j * p : (j + 1) * p].astype(int)
             y0, x0 = block[0, 0, 0], block[0, 0, 1] + 256 * block[0, 0, 2]
-            np.testing.assert_array_equal(block, clip[0, y0 : y0 + p, x0 : x0 + p])  # a native patch
-            assert i * h // 7 <= y0 and y0 + p <= (i + 1) * h // 7 and j * w // 7 <= x0 and x0 + p <= (j + 1) * w // 7
+            # a native patch
+            np.testing.assert_array_equal(block, clip[0, y0 : y0 + p, x0 : x0 + p])
+            assert (i * h // 7 <= y0 and y0 + p <= (i + 1) * h // 7
+                    and j * w // 7 <= x0 and x0 + p <= (j + 1) * w // 7)
             offsets.append((y0 - i * h // 7, x0 - j * w // 7))
     if seed is None:  # test time: cell centres
-        assert set(offsets) <= {((h * (i + 1) // 7 - h * i // 7 - p) // 2, (w * (j + 1) // 7 - w * j // 7 - p) // 2)
+        assert set(offsets) <= {((h * (i + 1) // 7 - h * i // 7 - p) // 2,
+                                 (w * (j + 1) // 7 - w * j // 7 - p) // 2)
                                 for i in range(7) for j in range(7)}
         np.testing.assert_array_equal(out, data.fragment_clip(clip, 224))
     else:
         assert len(set(offsets)) > 10
-        np.testing.assert_array_equal(out, data.fragment_clip(clip, 224, np.random.default_rng(seed)))
-    small = data.fragment_clip(coordinates(2, 60, 90), 224, np.random.default_rng(0))  # upscaled first
+        np.testing.assert_array_equal(out,
+                                      data.fragment_clip(clip, 224, np.random.default_rng(seed)))
+    # upscaled first
+    small = data.fragment_clip(coordinates(2, 60, 90), 224, np.random.default_rng(0))
     assert small.shape == (2, 224, 224, 3)
     with pytest.raises(ValueError, match="multiple"):
         data.fragment_clip(clip, 100)
@@ -379,7 +414,8 @@ def test_uint8_clips_normalised_on_the_device_score_as_the_float_path(videos):
     """Clips cross the DataLoader as uint8 and data.normalise makes the network's input: the same
     numbers, and the same scores, as the old float path, (x / 255 - mean) / std in float64 numpy."""
     from model import VideoViT, ViTConfig
-    ds = data.VideoDataset([dict(path=videos["mp4"], mos=50.0)], frames=4, size=28, stride=4, train=False, clips=2)
+    ds = data.VideoDataset([dict(path=videos["mp4"], mos=50.0)], frames=4, size=28, stride=4,
+                           train=False, clips=2)
     clips = ds[0][0]  # (2, 3, 4, 28, 28)
     assert clips.dtype == torch.uint8
     mean = np.array([0.485, 0.456, 0.406]).reshape(3, 1, 1, 1)
@@ -389,11 +425,12 @@ def test_uint8_clips_normalised_on_the_device_score_as_the_float_path(videos):
     assert new.dtype == torch.float32
     np.testing.assert_allclose(new.numpy(), old, rtol=1e-6, atol=1e-6)
     torch.manual_seed(0)
-    model = VideoViT(ViTConfig(embed_dim=64, depth=2, num_heads=4, pool_heads=4, pool_dim=32, num_frames=4,
-                               img_size=28, init_values=0.5)).eval()
+    model = VideoViT(ViTConfig(embed_dim=64, depth=2, num_heads=4, pool_heads=4, pool_dim=32,
+                               num_frames=4, img_size=28, init_values=0.5)).eval()
     with torch.no_grad():
         model.head.weight.normal_()  # a spread of scores
-        torch.testing.assert_close(model(new), model(torch.from_numpy(old).float()), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(model(new), model(torch.from_numpy(old).float()), rtol=1e-5,
+                                   atol=1e-6)
 
 
 # -----------------------------------------------------------------------------
@@ -403,16 +440,20 @@ def test_uint8_clips_normalised_on_the_device_score_as_the_float_path(videos):
 @pytest.fixture(scope="module")
 def items(videos, tmp_path_factory):
     d = tmp_path_factory.mktemp("dataset")
-    short = encode(d / "short.mp4", pattern(5, 16, 24), "-c:v", "libx264rgb", "-qp", "0")  # 5 frames, 16 x 24
+    # 5 frames, 16 x 24
+    short = encode(d / "short.mp4", pattern(5, 16, 24), "-c:v", "libx264rgb", "-qp", "0")
     yuv = yuv_file(d / "clip.yuv", YUV * 3, 8, 64, 48)
-    return [dict(path=videos["mp4"], mos=80.0, source="a"), dict(path=videos["mkv"], mos=20.0, source="b"),
-            dict(path=short, mos=50.0, source="c"), dict(path=yuv, mos=50.0, source="d", width="64", height="48")]
+    return [dict(path=videos["mp4"], mos=80.0, source="a"),
+            dict(path=videos["mkv"], mos=20.0, source="b"),
+            dict(path=short, mos=50.0, source="c"),
+            dict(path=yuv, mos=50.0, source="d", width="64", height="48")]
 
 
 @pytest.mark.parametrize("fragments", [False, True, 2])
 def test_dataset_train(items, fragments):
     size = 28 if fragments else 24  # 7 x 7 fragments of 4 px, or 2 x 2 of 14 px (one per ViT token)
-    ds = data.VideoDataset(items, frames=4, size=size, stride=4, train=True, fragments=fragments, check=True)
+    ds = data.VideoDataset(items, frames=4, size=size, stride=4, train=True, fragments=fragments,
+                           check=True)
     for i in range(len(ds)):
         clip, target, index = ds[i]
         assert clip.shape == (3, 4, size, size) and clip.dtype == torch.uint8 and index == i
@@ -421,13 +462,15 @@ def test_dataset_train(items, fragments):
     frames = (red.mean((1, 2)) / 5).round()
     assert (frames.diff() == 4).all() and frames.max() < N
     again = data.VideoDataset(items, frames=4, size=size, stride=4, train=True, fragments=fragments)
-    assert all(torch.equal(ds[i][0], again[i][0]) for i in range(len(ds)))  # same seed, epoch, index: same sample
+    # same seed, epoch, index: same sample
+    assert all(torch.equal(ds[i][0], again[i][0]) for i in range(len(ds)))
     ds.set_epoch(1)
     assert not torch.equal(ds[0][0], again[0][0])  # another epoch: another sample
 
 
 def test_dataset_test_mode_is_deterministic_with_workers(items):
-    ds = data.VideoDataset(items, frames=4, size=24, stride=2, train=False, clips=2, label_range=(0, 80))
+    ds = data.VideoDataset(items, frames=4, size=24, stride=2, train=False, clips=2,
+                           label_range=(0, 80))
     clip, target, _ = ds[0]
     assert clip.shape == (2, 3, 4, 24, 24) and target.item() == 1.0
     torch.testing.assert_close(clip, ds[0][0], rtol=0, atol=0)
@@ -449,17 +492,21 @@ def test_dataset_train_is_reproducible_with_workers(items):
         return torch.cat([x for x, _, _ in loader])
 
     first = run(2)
-    assert torch.equal(first, run(2)) and torch.equal(first, run(0))  # whichever process reads an item
-    assert torch.equal(first, run(2, seed=1))  # the loader's seed plays no part: (seed, epoch, index) do
+    # whichever process reads an item
+    assert torch.equal(first, run(2)) and torch.equal(first, run(0))
+    # the loader's seed plays no part: (seed, epoch, index) do
+    assert torch.equal(first, run(2, seed=1))
     ds.set_epoch(1)
     assert not torch.equal(first, run(2))
 
 
-@pytest.mark.parametrize("h, w, bit_depth", [(7, 9, 8), (720, 1280, 10)])  # odd sizes; BT.709 at 720p
+# odd sizes; BT.709 at 720p
+@pytest.mark.parametrize("h, w, bit_depth", [(7, 9, 8), (720, 1280, 10)])
 def test_yuv_to_rgb_matches_the_textbook_formula(h, w, bit_depth):
     rng = np.random.default_rng(h)
     y = rng.integers(0, 2 ** bit_depth, (2, h, w)).astype(np.int16)
-    u, v = (rng.integers(0, 2 ** bit_depth, (2, (h + 1) // 2, (w + 1) // 2)).astype(np.int16) for _ in "uv")
+    u, v = (rng.integers(0, 2 ** bit_depth, (2, (h + 1) // 2, (w + 1) // 2)).astype(np.int16)
+            for _ in "uv")
     kr, kb = (0.2126, 0.0722) if h >= 720 else (0.299, 0.114)
     s = 2.0 ** (bit_depth - 8)
     up = lambda c: c.astype(np.float64).repeat(2, 1).repeat(2, 2)[:, :h, :w]
@@ -477,13 +524,15 @@ def test_yuv_to_rgb_matches_the_textbook_formula(h, w, bit_depth):
 
 
 def test_dataset_crops_the_resized_frames(tmp_path):
-    """Pixels that hold their coordinates: green = row, blue = column, both as ramps 0..255 over the frame."""
+    """Pixels that hold their coordinates: green = row, blue = column, both as ramps 0..255 over the
+    frame."""
     h, w = 60, 100
     y, x = np.mgrid[:h, :w]
     frames = np.zeros((6, h, w, 3), np.uint8)
     frames[..., 0] = 40 * np.arange(6)[:, None, None]  # red: the frame number
     frames[..., 1], frames[..., 2] = np.round(y * 255 / (h - 1)), np.round(x * 255 / (w - 1))
-    item = dict(path=encode(tmp_path / "ramps.mp4", frames, "-c:v", "libx264rgb", "-qp", "0"), mos=1.0)
+    item = dict(path=encode(tmp_path / "ramps.mp4", frames, "-c:v", "libx264rgb", "-qp", "0"),
+                mos=1.0)
     resized = video.read_clip(item["path"], range(6), short_side=24)  # (6, 24, 40, 3)
     assert resized.shape == (6, 24, 40, 3)
     test = data.VideoDataset([item], frames=2, size=24, stride=1, train=False)
@@ -493,14 +542,17 @@ def test_dataset_crops_the_resized_frames(tmp_path):
     assert clip[..., 1].min() < 10 and clip[..., 1].max() > 245  # the whole height, and
     assert abs(clip[..., 2].mean() - 127.5) < 2  # the middle of the width
     native = data.VideoDataset([item], frames=2, size=24, stride=1, train=False, resize=False)
-    assert torch.equal(native[0][0][0], data.to_tensor(frames[idx, 18:42, 38:62]))  # the old native crop
+    # the old native crop
+    assert torch.equal(native[0][0][0], data.to_tensor(frames[idx, 18:42, 38:62]))
     train, offsets = data.VideoDataset([item], frames=2, size=24, stride=1), set()
     for epoch in range(8):
         train.set_epoch(epoch)
         clip = train[0][0]
         t0 = int(round(clip[0, 0, 0, 0].item() / 40))
-        matches = [x for x in range(17) if torch.equal(clip, data.to_tensor(resized[[t0, t0 + 1], :, x : x + 24]))]
-        assert len(matches) == 1, epoch  # a random window of the resized frames, along the long side
+        matches = [x for x in range(17)
+                   if torch.equal(clip, data.to_tensor(resized[[t0, t0 + 1], :, x : x + 24]))]
+        # a random window of the resized frames, along the long side
+        assert len(matches) == 1, epoch
         offsets.add(matches[0])
     assert len(offsets) > 2
 
@@ -508,7 +560,8 @@ def test_dataset_crops_the_resized_frames(tmp_path):
 def test_clip_cache(items, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     geometry = dict(frames=4, size=24, stride=2, train=False, clips=2)
-    plain, cached = data.VideoDataset(items, **geometry), data.VideoDataset(items, **geometry, cache=str(cache))
+    plain, cached = (data.VideoDataset(items, **geometry),
+                     data.VideoDataset(items, **geometry, cache=str(cache)))
     for i in range(len(items)):  # the first pass builds the entries
         assert torch.equal(cached[i][0], plain[i][0])
     entries = sorted(cache.iterdir())
@@ -518,14 +571,19 @@ def test_clip_cache(items, tmp_path, monkeypatch):
         frames = data.cached_frames(it["path"], str(cache), 24, **yuv)
         assert frames.dtype == np.uint8 and isinstance(frames, np.memmap)
         n = video.probe(it["path"], **yuv)["frames"]
-        np.testing.assert_array_equal(frames, video.read_clip(it["path"], range(n), short_side=24, **yuv))
-    train = [data.VideoDataset(items, frames=4, size=24, seed=5, cache=c) for c in (None, str(cache))]
+        np.testing.assert_array_equal(frames,
+                                      video.read_clip(it["path"], range(n), short_side=24, **yuv))
+    train = [data.VideoDataset(items, frames=4, size=24, seed=5, cache=c)
+             for c in (None, str(cache))]
     plain_train = [train[0][i][0] for i in range(len(items))]
     per_frame, total = cached.cache_cost()  # the largest: 16 x 24 upscaled to 24 x 36
-    assert per_frame == 24 * 36 * 3 and total == sum(np.load(p, mmap_mode="r").nbytes for p in entries)
-    big = data.VideoDataset(items, size=224, cache=str(cache))  # the cost comes from the probe infos
+    assert (per_frame == 24 * 36 * 3
+            and total == sum(np.load(p, mmap_mode="r").nbytes for p in entries))
+    # the cost comes from the probe infos
+    big = data.VideoDataset(items, size=224, cache=str(cache))
     big.info = {it["path"]: dict(frames=10, width=3840, height=2160) for it in items[:2]}
-    big.info.update({it["path"]: dict(frames=5, width=480, height=640) for it in items[2:]})  # portrait 3:4
+    # portrait 3:4
+    big.info.update({it["path"]: dict(frames=5, width=480, height=640) for it in items[2:]})
     assert big.cache_cost() == (398 * 224 * 3, 2 * 10 * 398 * 224 * 3 + 2 * 5 * 298 * 224 * 3)
 
     def no_decoding(*args, **kwargs):
@@ -554,23 +612,30 @@ def test_clip_cache_failures_and_changes(tmp_path, monkeypatch):
         m.setattr(np, "save", disk_full)
         with pytest.raises(OSError, match="no space"):
             data.cached_frames(path, str(cache), 16)
-    assert [p.name for p in cache.iterdir()] == ["tmp1234.tmp"]  # no entry, and no new temporary file
+    # no entry, and no new temporary file
+    assert [p.name for p in cache.iterdir()] == ["tmp1234.tmp"]
     resized = lambda: video.read_clip(path, range(4), short_side=16)
     old = np.array(data.cached_frames(path, str(cache), 16))
     np.testing.assert_array_equal(old, resized())
     before = os.stat(path).st_mtime_ns
     yuv_file(path, YUV[::-1], 8, 48, 32)  # new content, same name and size
-    os.utime(path, ns=(before + 10**9, before + 10**9))  # whatever the file system's clock resolution
+    # whatever the file system's clock resolution
+    os.utime(path, ns=(before + 10**9, before + 10**9))
     np.testing.assert_array_equal(data.cached_frames(path, str(cache), 16), resized())
     assert not np.array_equal(old, resized())
-    assert data.cached_frames(path, str(cache), 20).shape == (4, 20, 30, 3)  # another geometry: another entry
-    assert data.cached_frames(path, str(cache), 20, width=24, height=64).shape == (4, 53, 20, 3)  # another raw format
-    assert len(list(cache.glob("clip_48x32.*.npy"))) == 4 and (cache / "tmp1234.tmp").read_bytes() == b"half a file"
+    # another geometry: another entry
+    assert data.cached_frames(path, str(cache), 20).shape == (4, 20, 30, 3)
+    # another raw format
+    assert data.cached_frames(path, str(cache), 20, width=24, height=64).shape == (4, 53, 20, 3)
+    assert (len(list(cache.glob("clip_48x32.*.npy"))) == 4
+            and (cache / "tmp1234.tmp").read_bytes() == b"half a file")
 
 
 def test_clip_cache_cold_with_two_workers(items, tmp_path):
-    """Two worker processes race to build the same entries; every clip still has the right pixels."""
-    both = [items[0], items[0], items[3], items[3]]  # worker 0 reads items 0 and 2, worker 1 items 1 and 3
+    """Two worker processes race to build the same entries; every clip still has the right
+    pixels."""
+    # worker 0 reads items 0 and 2, worker 1 items 1 and 3
+    both = [items[0], items[0], items[3], items[3]]
     geometry = dict(frames=4, size=24, stride=2, train=False)
     plain = data.VideoDataset(both, **geometry)
     cached = data.VideoDataset(both, **geometry, cache=str(tmp_path))

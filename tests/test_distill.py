@@ -44,8 +44,8 @@ def test_frozen_teacher_parameters_get_no_grad_and_trainable_ones_do():
     assert not t.blocks[0].training and t.blocks[3].training  # frozen parts stay in eval mode
 
 
-@pytest.mark.parametrize("trainable, prefix, n_trainable_blocks", [("last", 3, 1), ("last+embed", 0, 1),
-                                                                   ("none", 4, 0), ("all", 0, 4)])
+@pytest.mark.parametrize("trainable, prefix, n_trainable_blocks",
+                         [("last", 3, 1), ("last+embed", 0, 1), ("none", 4, 0), ("all", 0, 4)])
 def test_trainable_choices(trainable, prefix, n_trainable_blocks):
     t = freeze_teacher(VideoViT(cfg()), trainable)
     assert frozen_prefix(t) == prefix
@@ -102,7 +102,8 @@ def test_loss_equals_a_hand_computation():
     ss, st = d.student.head(fs).squeeze(-1), d.teacher.head(ft).squeeze(-1)
     a = d.align(fs)
     a = (a - a.mean(-1, keepdim=True)) / torch.sqrt(a.var(-1, unbiased=False, keepdim=True) + 1e-5)
-    b = (ft - ft.mean(-1, keepdim=True)) / torch.sqrt(ft.var(-1, unbiased=False, keepdim=True) + 1e-5)
+    b = ((ft - ft.mean(-1, keepdim=True))
+         / torch.sqrt(ft.var(-1, unbiased=False, keepdim=True) + 1e-5))
     diff = (a - b).abs()
     smooth_l1 = torch.where(diff < 2.0, 0.5 * diff ** 2 / 2.0, diff - 1.0).mean()  # beta 2
     l_t, l_s = ((st - y) ** 2).mean(), ((ss - y) ** 2).mean()
@@ -165,7 +166,8 @@ def test_the_alignment_gradient_never_reaches_the_teacher_by_default():
         return {n: p.grad for n, p in d.teacher.named_parameters() if p.grad is not None}
 
     alone = teacher_grads(w_align=0)
-    assert alone and all(n.startswith(("blocks.3.", "clip_projector.", "fc_norm.", "head.")) for n in alone)
+    assert alone and all(n.startswith(("blocks.3.", "clip_projector.", "fc_norm.", "head."))
+                         for n in alone)
     for detach in (True, False):
         aligned = teacher_grads(w_align=1, detach_teacher=detach)
         assert aligned.keys() == alone.keys()
@@ -182,7 +184,8 @@ def test_projection_exactly_when_sizes_differ():
     proj = pair(student_dim=16).align
     assert isinstance(proj, torch.nn.Linear) and tuple(proj.weight.shape) == (32, 16)
     torch.manual_seed(0)
-    conv = Distiller(freeze_teacher(VideoViT(cfg(pool_dim=32))), ConvVQA(widths=(8, 8, 8, 8), feature_dim=24))
+    conv = Distiller(freeze_teacher(VideoViT(cfg(pool_dim=32))),
+                     ConvVQA(widths=(8, 8, 8, 8), feature_dim=24))
     assert tuple(conv.align.weight.shape) == (32, 24)
 
 
@@ -200,12 +203,14 @@ def test_teacher_alone_and_bf16_prefix():
 
 def test_optimizer_groups():
     d = pair(student_dim=16)
-    opt = build_optimizer([d.student, d.teacher, d.align], lr=1e-3, weight_decay=0.05, layer_decay=0.5)
+    opt = build_optimizer([d.student, d.teacher, d.align], lr=1e-3, weight_decay=0.05,
+                          layer_decay=0.5)
     where = {}
     for g in opt.param_groups:
         for name, p in zip(g["names"], g["params"]):
             where[id(p)] = (name, g["weight_decay"], g["lr"])
-    trainable = [p for m in (d.student, d.teacher, d.align) for p in m.parameters() if p.requires_grad]
+    trainable = [p for m in (d.student, d.teacher, d.align) for p in m.parameters()
+                 if p.requires_grad]
     assert len(where) == len(trainable) and all(id(p) in where for p in trainable)
     assert all(id(p) not in where for p in d.teacher.blocks[0].parameters())  # frozen: never seen
     wd = {name: (decay, lr) for name, decay, lr in where.values()}
@@ -221,9 +226,11 @@ def test_optimizer_groups():
     assert where[id(s.head.weight)][1:] == (0.05, pytest.approx(1e-3))
     assert where[id(d.teacher.blocks[3].attn.qkv.weight)][1:] == (0.05, pytest.approx(1e-3 * 0.5))
     assert where[id(d.align.weight)][1:] == (0.05, pytest.approx(1e-3))
-    for g in opt.param_groups:  # each group's decay, as AdamW applies it: 0 exactly for 1-D, cls, pos
+    # each group's decay, as AdamW applies it: 0 exactly for 1-D, cls, pos
+    for g in opt.param_groups:
         for name, p in zip(g["names"], g["params"]):
-            assert g["weight_decay"] == (0.0 if p.ndim <= 1 or name in ("cls_token", "pos_embed") else 0.05), name
+            assert g["weight_decay"] == (0.0 if p.ndim <= 1 or name in ("cls_token", "pos_embed")
+                                         else 0.05), name
     assert {g["weight_decay"] for g in opt.param_groups} == {0.0, 0.05}
     assert wd["blocks.0.attn.qkv.weight"][0] == 0.05 and wd["blocks.0.ls1.gamma"][0] == 0.0
     with pytest.raises(ValueError, match="nothing to optimize"):
@@ -241,7 +248,8 @@ def test_conv_student_through_a_distill_step_and_an_optimizer_step():
     out["loss"].backward()
     opt.step()
     assert torch.isfinite(out["loss"])
-    assert all(not torch.equal(b, p) for b, p in zip(before, d.student.parameters()) if p.grad is not None)
+    assert all(not torch.equal(b, p) for b, p in zip(before, d.student.parameters())
+               if p.grad is not None)
     assert d.align.weight.grad is not None
 
 

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from model import (CONFIGS, ConvVQA, VideoViT, ViTConfig, checkpoint_grid, dct_patch_init, flops_per_clip,
-                   load_internvideo2, remap_state_dict, sincos_pos_embed)
+from model import (CONFIGS, ConvVQA, VideoViT, ViTConfig, checkpoint_grid, dct_patch_init,
+                   flops_per_clip, load_internvideo2, remap_state_dict, sincos_pos_embed)
 from runtime import config_of, load_weights
 
 
@@ -48,7 +48,8 @@ def test_shapes():
     assert VideoViT(tiny(num_outputs=5))(x).shape == (2, 5)
 
 
-@pytest.mark.parametrize("shape", [(2, 4, 28, 28, 3), (2, 3, 3, 28, 28), (2, 3, 4, 28, 30), (3, 4, 28, 28)])
+@pytest.mark.parametrize("shape", [(2, 4, 28, 28, 3), (2, 3, 3, 28, 28), (2, 3, 4, 28, 30),
+                                   (3, 4, 28, 28)])
 def test_bad_input_shape_names_the_shape(shape):
     with pytest.raises(ValueError, match=str(tuple(shape)).replace("(", r"\(").replace(")", r"\)")):
         VideoViT(tiny())(torch.zeros(shape))
@@ -69,8 +70,9 @@ def test_official_sizes_on_meta_device(name, keys, params_m):
         assert "blocks.40.norm1.weight" not in sd
     names = {k.split(".", 2)[-1] for k in sd if k.startswith("blocks.0.")}
     assert names == {"norm1.weight", "attn.qkv.weight", "attn.q_norm.weight", "attn.k_norm.weight",
-                     "attn.proj.weight", "attn.proj.bias", "ls1.gamma", "norm2.weight", "mlp.fc1.weight",
-                     "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias", "ls2.gamma"}
+                     "attn.proj.weight", "attn.proj.bias", "ls1.gamma", "norm2.weight",
+                     "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias",
+                     "ls2.gamma"}
 
 
 def test_fused_attention_equals_manual():
@@ -101,8 +103,10 @@ def reference_forward(sd, cfg, x):
         h = rms(t, p("norm1.weight"))
         qkv = (h @ p("attn.qkv.weight").T).reshape(B, N, 3, H, D // H).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
-        q = rms(q.transpose(1, 2).reshape(B, N, D), p("attn.q_norm.weight")).reshape(B, N, H, -1).transpose(1, 2)
-        k = rms(k.transpose(1, 2).reshape(B, N, D), p("attn.k_norm.weight")).reshape(B, N, H, -1).transpose(1, 2)
+        q = rms(q.transpose(1, 2).reshape(B, N, D),
+                p("attn.q_norm.weight")).reshape(B, N, H, -1).transpose(1, 2)
+        k = rms(k.transpose(1, 2).reshape(B, N, D),
+                p("attn.k_norm.weight")).reshape(B, N, H, -1).transpose(1, 2)
         a = ((q * (D // H) ** -0.5) @ k.transpose(-1, -2)).softmax(-1) @ v
         a = a.transpose(1, 2).reshape(B, N, D) @ p("attn.proj.weight").T + p("attn.proj.bias")
         t = t + p("ls1.gamma") * a
@@ -132,9 +136,9 @@ def test_forward_matches_independent_reference():
 
 
 def test_forward_matches_independent_reference_in_float64():
-    """In float64 the two forwards agree to rounding (1e-10), far below what the tanh GELU (the exact
-    one is ~1e-4 away) or RMSNorm's eps (1e-6; 1e-5 moves the output by ~1e-6) change; RMSNorm
-    computes in float64 too (at least float32, as upstream)."""
+    """In float64 the two forwards agree to rounding (1e-10), far below what the tanh GELU (the
+    exact one is ~1e-4 away) or RMSNorm's eps (1e-6; 1e-5 moves the output by ~1e-6) change;
+    RMSNorm computes in float64 too (at least float32, as upstream)."""
     cfg = tiny()
     model = randomize(VideoViT(cfg)).eval().double()
     x = clip(cfg).double()
@@ -150,8 +154,10 @@ def test_sincos_table():
     assert pe.shape == (1 + t * h * w, dim)
     assert torch.all(pe[0] == 0) and pe.abs().max() <= 1
     grid = pe[1:].reshape(t, h * w, dim)
-    assert torch.equal(grid[:, :1, :16].expand(t, h * w, 16), grid[:, :, :16])  # temporal: same within a frame
-    assert torch.equal(grid[:1, :, 16:].expand(t, h * w, 48), grid[:, :, 16:])  # spatial: same across frames
+    # temporal: same within a frame
+    assert torch.equal(grid[:, :1, :16].expand(t, h * w, 16), grid[:, :, :16])
+    # spatial: same across frames
+    assert torch.equal(grid[:1, :, 16:].expand(t, h * w, 48), grid[:, :, 16:])
     assert len({tuple(r.tolist()) for r in pe[1:]}) == t * h * w  # every position distinct
 
 
@@ -204,9 +210,12 @@ def official_file(source, frames=None):
     sd = {f"vision_encoder.{k}": v.clone() for k, v in source.state_dict().items()}
     sd.update({"vision_encoder.clip_decoder.0.head.weight": torch.zeros(3, 3),
                "vision_encoder.final_clip_decoder.head.weight": torch.zeros(3),
-               "vision_encoder.img_pos_embed": torch.zeros(1, 5, 2), "vision_encoder.clip_pos_embed": torch.zeros(2),
-               "text_encoder.bert.encoder.layer.0.weight": torch.zeros(2), "vision_proj.weight": torch.zeros(2, 2),
-               "text_proj.weight": torch.zeros(2, 2), "temp": torch.tensor(0.07), "itm_head.weight": torch.zeros(2)})
+               "vision_encoder.img_pos_embed": torch.zeros(1, 5, 2),
+               "vision_encoder.clip_pos_embed": torch.zeros(2),
+               "text_encoder.bert.encoder.layer.0.weight": torch.zeros(2),
+               "vision_proj.weight": torch.zeros(2, 2),
+               "text_proj.weight": torch.zeros(2, 2), "temp": torch.tensor(0.07),
+               "itm_head.weight": torch.zeros(2)})
     return {"module": sd}
 
 
@@ -265,7 +274,8 @@ def test_classifier_head_is_left_at_init_and_reported():
     assert torch.equal(target.fc_norm.weight, source.fc_norm.weight)
     sd = {k: v for k, v in source.state_dict().items() if not k.startswith(("head.", "fc_norm."))}
     report = load_internvideo2(target, sd)  # a pretrain file: no fc_norm, no head
-    assert sorted(report["left_at_init"]) == ["fc_norm.bias", "fc_norm.weight", "head.bias", "head.weight"]
+    assert sorted(report["left_at_init"]) == ["fc_norm.bias", "fc_norm.weight", "head.bias",
+                                              "head.weight"]
 
 
 def test_missing_unexpected_and_misshaped_keys_raise_one_error_listing_all():
@@ -305,18 +315,23 @@ def test_dct_patch_init_is_the_orthonormal_2d_dct_of_each_channel():
                     patch_init="dct")
     conv = torch.nn.Conv3d(3, 48, (2, 14, 14), stride=(2, 14, 14))
     dct_patch_init(conv)
-    assert torch.equal(VideoViT(cfg).patch_embed.proj.weight, conv.weight)  # what patch_init="dct" does
+    # what patch_init="dct" does
+    assert torch.equal(VideoViT(cfg).patch_embed.proj.weight, conv.weight)
     x = torch.randn(1, 3, 2, 14, 14, dtype=torch.float64)
     out = F.conv3d(x, conv.weight.double(), conv.bias.double(), stride=conv.stride).flatten()
-    coef = dctn(x.sum(2)[0].numpy(), type=2, norm="ortho", axes=(1, 2))  # (3, 14, 14); frames summed
+    # (3, 14, 14); frames summed
+    coef = dctn(x.sum(2)[0].numpy(), type=2, norm="ortho", axes=(1, 2))
     freqs = sorted(((u, v) for u in range(14) for v in range(14)), key=lambda f: (f[0] + f[1], f))
     for i in range(48):
         u, v = freqs[i // 3]
         want = 0.3 * (1 + u + v) / 2 * coef[i % 3, u, v]
-        assert math.isclose(out[i].item(), want, rel_tol=1e-5, abs_tol=1e-6), (i, u, v)  # float32 weights
-    flat = torch.ones(1, 3, 2, 14, 14, dtype=torch.float64)  # a flat patch excites only the DC filters
+        # float32 weights
+        assert math.isclose(out[i].item(), want, rel_tol=1e-5, abs_tol=1e-6), (i, u, v)
+    # a flat patch excites only the DC filters
+    flat = torch.ones(1, 3, 2, 14, 14, dtype=torch.float64)
     resp = F.conv3d(flat, conv.weight.double(), stride=conv.stride).flatten()
-    assert resp[:3].abs().min() > 0.1 and resp[3:].abs().max() < 1e-6 * resp[:3].abs().min()  # float32 weights
+    # float32 weights
+    assert resp[:3].abs().min() > 0.1 and resp[3:].abs().max() < 1e-6 * resp[:3].abs().min()
 
 
 def test_a_bare_table_of_the_models_size_is_not_guessed_either():
@@ -334,7 +349,8 @@ def test_a_bare_table_of_the_models_size_is_not_guessed_either():
     pos = (torch.arange(8) + 0.5) / 4 - 0.5
     w = pos.clamp(0, 1)[:, None, None, None]
     timed = (1 - w) * src[0] + w * src[1]  # (8, 6, 6, 64)
-    spatial = F.interpolate(timed.permute(0, 3, 1, 2), size=(3, 3), mode="bicubic", align_corners=False)
+    spatial = F.interpolate(timed.permute(0, 3, 1, 2), size=(3, 3), mode="bicubic",
+                            align_corners=False)
     torch.testing.assert_close(target.pos_embed[0, 1:], spatial.permute(0, 2, 3, 1).reshape(72, 64))
     assert torch.equal(target.pos_embed[0, 0], source.pos_embed[0, 0])
     single = randomize(VideoViT(tiny(num_frames=1, img_size=98)), 5)  # 49 rows: only 1 x 7 x 7
@@ -344,8 +360,10 @@ def test_a_bare_table_of_the_models_size_is_not_guessed_either():
 
 
 def test_a_position_table_grid_is_never_guessed():
-    assert checkpoint_grid(2049) == (8, 16, 16) and checkpoint_grid(1025) == (4, 16, 16)  # official: 16 x 16 a frame
-    assert checkpoint_grid(73, saved_grid=(2, 6, 6)) == (2, 6, 6) and checkpoint_grid(73, frames=2) == (2, 6, 6)
+    # official: 16 x 16 a frame
+    assert checkpoint_grid(2049) == (8, 16, 16) and checkpoint_grid(1025) == (4, 16, 16)
+    assert (checkpoint_grid(73, saved_grid=(2, 6, 6)) == (2, 6, 6)
+            and checkpoint_grid(73, frames=2) == (2, 6, 6))
     with pytest.raises(ValueError, match=r"8 x 3 x 3 or 2 x 6 x 6.*--ckpt-frames"):
         checkpoint_grid(73)  # a 2 x 84 px table: 72 patch rows read two ways
     with pytest.raises(ValueError, match="not 5 frames"):
@@ -355,23 +373,29 @@ def test_a_position_table_grid_is_never_guessed():
 
 
 def project_checkpoint(path, model, **extra):
-    """A training checkpoint of this project, as train.py writes it (the fields load_weights reads)."""
-    torch.save(dict(student=model.state_dict(), student_config=asdict(model.cfg), teacher=None, config={}, **extra), path)
+    """A training checkpoint of this project, as train.py writes it (the fields load_weights
+    reads)."""
+    torch.save(dict(student=model.state_dict(), student_config=asdict(model.cfg), teacher=None,
+                    config={}, **extra), path)
 
 
 def test_a_checkpoint_of_this_project_loads_at_its_saved_geometry(tmp_path):
     quick = randomize(VideoViT(tiny(num_frames=2, img_size=84)), 3)  # 2 x 6 x 6: 72 patch rows
     project_checkpoint(tmp_path / "best.pt", quick)
-    target = VideoViT(tiny(num_frames=8, img_size=42))  # 8 x 3 x 3: also 72 patch rows, another grid
+    # 8 x 3 x 3: also 72 patch rows, another grid
+    target = VideoViT(tiny(num_frames=8, img_size=42))
     report = load_weights(target, str(tmp_path / "best.pt"))
     assert report["resized"] == ["pos_embed (1, 73, 64) on a 2 x 6 x 6 grid -> (1, 73, 64)"]
     assert not torch.equal(target.pos_embed, quick.pos_embed) and report["left_at_init"] == []
     x = clip(target.cfg)
-    bigger = VideoViT(tiny(num_frames=4, img_size=84))  # 4 x 6 x 6: a real resize, from the saved 2 x 6 x 6
+    # 4 x 6 x 6: a real resize, from the saved 2 x 6 x 6
+    bigger = VideoViT(tiny(num_frames=4, img_size=84))
     load_weights(bigger, str(tmp_path / "best.pt"))
     per_frame = bigger.pos_embed[0, 1:].reshape(4, 36, -1)
     src = quick.pos_embed[0, 1:].reshape(2, 36, -1)
-    expected = torch.stack([src[0], 0.75 * src[0] + 0.25 * src[1], 0.25 * src[0] + 0.75 * src[1], src[1]])  # linear, 2 -> 4
+    # linear, 2 -> 4
+    expected = torch.stack([src[0], 0.75 * src[0] + 0.25 * src[1], 0.25 * src[0] + 0.75 * src[1],
+                            src[1]])
     torch.testing.assert_close(per_frame, expected)
     assert target(x).shape == (2,)
     with pytest.raises(ValueError, match=f"{tmp_path / 'best.pt'}: holds no teacher weights"):
@@ -385,7 +409,8 @@ def test_load_weights_names_the_file_and_what_does_not_fit(tmp_path):
     sd = VideoViT(tiny()).state_dict()
     del sd["blocks.1.mlp.fc2.bias"]
     torch.save({"module": sd}, tmp_path / "odd.pth")
-    with pytest.raises(ValueError, match=r"odd.pth: state dict does not fit (.|\n)*missing: blocks.1.mlp.fc2.bias"):
+    with pytest.raises(ValueError, match=r"odd.pth: state dict does not fit (.|\n)*"
+                                         r"missing: blocks.1.mlp.fc2.bias"):
         load_weights(VideoViT(tiny()), str(tmp_path / "odd.pth"))
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="junk.pth: not a torch checkpoint"):
@@ -393,7 +418,8 @@ def test_load_weights_names_the_file_and_what_does_not_fit(tmp_path):
     with pytest.raises(ValueError, match="gone.pth: cannot be read as a torch checkpoint"):
         load_weights(VideoViT(tiny()), str(tmp_path / "gone.pth"))
     conv = ConvVQA()
-    torch.save(dict(student={"stem.0.weight": torch.zeros(1)}, student_config=None, teacher=None, config={}),
+    torch.save(dict(student={"stem.0.weight": torch.zeros(1)}, student_config=None, teacher=None,
+                    config={}),
                tmp_path / "conv.pt")
     with pytest.raises(ValueError, match="conv.pt"):
         load_weights(conv, str(tmp_path / "conv.pt"))
@@ -410,11 +436,11 @@ def test_config_of_an_official_file_by_width_and_depth():
 
 @pytest.mark.parametrize("trainable", ["last", "none"])
 def test_a_bf16_frozen_prefix_hands_over_without_autocast(trainable):
-    """A teacher whose frozen prefix is stored in bf16 (Distiller's teacher_dtype), run without autocast:
-    forward and distill.teacher_features give the same float32 scores, close to the float32 teacher's,
-    and the float32 tail computes in float32 on what the prefix hands over (the stream cast once;
-    left to type promotion, its RMSNorms would round to bf16). "none": every block is frozen, so the
-    bf16 stream meets the float32 pooling directly."""
+    """A teacher whose frozen prefix is stored in bf16 (Distiller's teacher_dtype), run without
+    autocast: forward and distill.teacher_features give the same float32 scores, close to the
+    float32 teacher's, and the float32 tail computes in float32 on what the prefix hands over (the
+    stream cast once; left to type promotion, its RMSNorms would round to bf16). "none": every
+    block is frozen, so the bf16 stream meets the float32 pooling directly."""
     from distill import Distiller, freeze_teacher, teacher_features
     cfg = tiny()
     fp32 = freeze_teacher(randomize(VideoViT(cfg)), trainable).eval()
@@ -422,7 +448,8 @@ def test_a_bf16_frozen_prefix_hands_over_without_autocast(trainable):
     teacher.load_state_dict(fp32.state_dict())
     Distiller(teacher, None, w_align=0, teacher_dtype=torch.bfloat16)
     n = cfg.depth - 1 if trainable == "last" else cfg.depth  # the frozen prefix
-    assert [b.mlp.fc1.weight.dtype for b in teacher.blocks] == [torch.bfloat16] * n + [torch.float32] * (cfg.depth - n)
+    assert ([b.mlp.fc1.weight.dtype for b in teacher.blocks]
+            == [torch.bfloat16] * n + [torch.float32] * (cfg.depth - n))
     assert teacher.clip_projector.cross_attn.q.weight.dtype == torch.float32
     teacher.eval()
     x = clip(cfg)
@@ -442,10 +469,12 @@ def test_a_bf16_frozen_prefix_hands_over_without_autocast(trainable):
 def test_a_model_built_on_the_meta_device_loads_as_a_normal_one(tmp_path):
     """Built on the meta device (no memory, no init) and loaded, a model equals the same file loaded
     into a normally built one; the parts the file lacks (a 710-class head, or fc_norm and head of a
-    backbone file) get memory and the init, finite: the head at 1e-3 x trunc-normal 0.02, zero bias."""
+    backbone file) get memory and the init, finite: the head at 1e-3 x trunc-normal 0.02, zero
+    bias."""
     cfg = tiny(num_frames=2)
     source = randomize(VideoViT(tiny(num_frames=2, num_outputs=710)), 6)
-    backbone = {k: v for k, v in source.state_dict().items() if not k.startswith(("head.", "fc_norm."))}
+    backbone = {k: v for k, v in source.state_dict().items()
+                if not k.startswith(("head.", "fc_norm."))}
     for sd in (source.state_dict(), backbone):
         normal = VideoViT(cfg)
         load_internvideo2(normal, sd)
@@ -462,15 +491,18 @@ def test_a_model_built_on_the_meta_device_loads_as_a_normal_one(tmp_path):
         assert torch.equal(b["head.bias"], torch.zeros(1))
         assert 0.5e-5 < b["head.weight"].std().item() < 3e-5 and b["head.weight"].abs().max() < 1e-3
         if "fc_norm.weight" in fresh:
-            assert torch.equal(b["fc_norm.weight"], torch.ones(32)) and torch.equal(b["fc_norm.bias"], torch.zeros(32))
-    project_checkpoint(tmp_path / "best.pt", source)  # this project's checkpoint, through runtime.read_model
+            assert (torch.equal(b["fc_norm.weight"], torch.ones(32))
+                    and torch.equal(b["fc_norm.bias"], torch.zeros(32)))
+    # this project's checkpoint, through runtime.read_model
+    project_checkpoint(tmp_path / "best.pt", source)
     from runtime import read_model
     model, _, report = read_model(str(tmp_path / "best.pt"))
     assert report["left_at_init"] == [] and not any(p.is_meta for p in model.parameters())
     assert all(torch.equal(v, source.state_dict()[k]) for k, v in model.state_dict().items())
     conv = ConvVQA(widths=(8, 8, 8, 8), feature_dim=16)
     conv.train()(torch.randn(2, 3, 2, 16, 16))  # running statistics that are not the init's
-    torch.save(dict(student=conv.state_dict(), student_config=None, teacher=None, config={}), tmp_path / "conv.pt")
+    torch.save(dict(student=conv.state_dict(), student_config=None, teacher=None, config={}),
+               tmp_path / "conv.pt")
     with torch.device("meta"):
         empty = ConvVQA(widths=(8, 8, 8, 8), feature_dim=16)
     load_weights(empty, str(tmp_path / "conv.pt"))
@@ -478,7 +510,8 @@ def test_a_model_built_on_the_meta_device_loads_as_a_normal_one(tmp_path):
 
 
 def test_scores_stay_float32_under_bf16_autocast():
-    """A fresh head's spread (~1e-3) is below bf16's step near 0.6 (~4e-3): bf16 scores would all tie."""
+    """A fresh head's spread (~1e-3) is below bf16's step near 0.6 (~4e-3): bf16 scores would all
+    tie."""
     model = VideoViT(tiny()).eval()
     with torch.no_grad():
         model.head.bias.fill_(0.6)
@@ -489,4 +522,5 @@ def test_scores_stay_float32_under_bf16_autocast():
 
 
 def test_the_official_reading_comes_before_a_frame_count():
-    assert checkpoint_grid(2049, frames=2) == (8, 16, 16)  # an official 8-frame table is never 2 x 32 x 32
+    # an official 8-frame table is never 2 x 32 x 32
+    assert checkpoint_grid(2049, frames=2) == (8, 16, 16)

@@ -17,7 +17,8 @@ from model import ConvVQA, VideoViT, ViTConfig
 
 
 def tiny():
-    return ViTConfig(embed_dim=32, depth=2, num_heads=2, pool_heads=2, pool_dim=16, num_frames=2, img_size=28)
+    return ViTConfig(embed_dim=32, depth=2, num_heads=2, pool_heads=2, pool_dim=16, num_frames=2,
+                     img_size=28)
 
 
 def checkpoints(out, partial=False):
@@ -28,8 +29,8 @@ def checkpoints(out, partial=False):
     opt = build_optimizer([student, teacher], lr=1e-3)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    ckpts = runtime.Checkpoints(str(out), dict(teacher=teacher, student=student), opt, sched, scaler,
-                                torch.device("cpu"), partial, config={}, world=1)
+    ckpts = runtime.Checkpoints(str(out), dict(teacher=teacher, student=student), opt, sched,
+                                scaler, torch.device("cpu"), partial, config={}, world=1)
     x, y = torch.randn(2, 3, 2, 28, 28), torch.rand(2)
     d.train()
     d(x, y)["loss"].backward()

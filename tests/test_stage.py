@@ -16,15 +16,16 @@ import torch
 import toy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--student", "tiny", "--teacher", "tiny", "--toy-variant", "tiny", "--frames", "2", "--size", "28",
-        "--stride", "1", "--test-clips", "1", "--batch-size", "2", "--workers", "0", "--log-every", "4",
-        "--epochs", "1", "--pretrain", "3"]
+TINY = ["--student", "tiny", "--teacher", "tiny", "--toy-variant", "tiny", "--frames", "2",
+        "--size", "28", "--stride", "1", "--test-clips", "1", "--batch-size", "2", "--workers", "0",
+        "--log-every", "4", "--epochs", "1", "--pretrain", "3"]
 
 
 def start(args, cwd):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *args], cwd=cwd,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
 
 
 def kill(proc):
@@ -51,7 +52,8 @@ def teachers(data):
 def quick(tmp_path_factory):
     """The tiny quick start, run once: toy set, corpus, teacher stage, distillation."""
     cwd = tmp_path_factory.mktemp("quick")
-    code, out = run(TINY + ["--data-root", str(cwd / "data" / "toy"), "--out", str(cwd / "out")], cwd)
+    code, out = run(TINY + ["--data-root", str(cwd / "data" / "toy"), "--out", str(cwd / "out")],
+                    cwd)
     assert code == 0, out[-3000:]
     return cwd, out
 
@@ -59,19 +61,25 @@ def quick(tmp_path_factory):
 def test_the_paper_in_miniature_end_to_end(quick):
     cwd, out = quick
     data = cwd / "data"
-    assert len(teachers(data)) == 1 and set(os.listdir(data)) == {"corpus-3", "toy", teachers(data)[0]}
+    assert (len(teachers(data)) == 1
+            and set(os.listdir(data)) == {"corpus-3", "toy", teachers(data)[0]})
     stage = [line for line in out.splitlines() if line.startswith("  teacher stage | ")]
-    assert any(" --student none " in line for line in out.splitlines() if line.startswith("teacher stage: python"))
-    assert any("eval after epoch 1" in line for line in stage), "the stage scores the toy set's test videos"
+    assert any(" --student none " in line for line in out.splitlines()
+               if line.startswith("teacher stage: python"))
+    assert any("eval after epoch 1" in line for line in stage), (
+        "the stage scores the toy set's test videos")
     teacher = data / teachers(data)[0] / "last.pt"
-    assert f"teacher: {teacher}" in out and "NO CHECKPOINT" not in out  # the student meets a trained teacher
+    # the student meets a trained teacher
+    assert f"teacher: {teacher}" in out and "NO CHECKPOINT" not in out
     stage_ckpt = torch.load(teacher, weights_only=True)
-    assert "student" not in stage_ckpt and stage_ckpt["config"]["labels"].endswith("corpus-3/corpus.csv")
+    assert ("student" not in stage_ckpt
+            and stage_ckpt["config"]["labels"].endswith("corpus-3/corpus.csv"))
     run_ckpt = torch.load(cwd / "out" / "last.pt", weights_only=True)
     assert run_ckpt["config"]["teacher_ckpt"] == str(teacher) and run_ckpt["teacher_partial"]
     # the frozen prefix is the stage's, exactly; what trained beside the student is saved
-    assert set(run_ckpt["teacher"]) == {k for k in stage_ckpt["teacher"]
-                                        if k.startswith(("blocks.1.", "clip_projector.", "fc_norm.", "head."))}
+    assert set(run_ckpt["teacher"]) == {
+        k for k in stage_ckpt["teacher"]
+        if k.startswith(("blocks.1.", "clip_projector.", "fc_norm.", "head."))}
     assert out.strip().splitlines()[-1].startswith("best: student srcc=")
 
 
@@ -92,7 +100,8 @@ def test_a_second_run_reuses_the_stage_and_a_change_rebuilds_it(quick):
 def test_an_interrupted_stage_leaves_nothing(tmp_path):
     data = tmp_path / "data"
     toy.make_toy_dataset(data / "toy", tiny=True, log=None)
-    proc = start(TINY + ["--data-root", str(data / "toy"), "--out", str(tmp_path / "out"), "--pretrain", "4"],
+    proc = start(TINY + ["--data-root", str(data / "toy"), "--out", str(tmp_path / "out"),
+                         "--pretrain", "4"],
                  tmp_path)
     try:
         for line in proc.stdout:  # the stage has started: its folder is being written
@@ -100,7 +109,8 @@ def test_an_interrupted_stage_leaves_nothing(tmp_path):
                 break
         else:
             raise AssertionError("the stage never started")
-        os.kill(proc.pid, signal.SIGTERM)  # the run only, as a scheduler would; the stage must stop too
+        # the run only, as a scheduler would; the stage must stop too
+        os.kill(proc.pid, signal.SIGTERM)
         proc.communicate(timeout=60)
     finally:
         kill(proc)
@@ -113,7 +123,9 @@ def test_a_failing_stage_is_one_error_and_leaves_nothing(tmp_path):
     data = tmp_path / "data"
     toy.make_toy_dataset(data / "toy", tiny=True, log=None)
     # LayerScale NaN: the stage's loss is not finite at its first step, so its train.py stops with 1
-    bad = TINY + ["--data-root", str(data / "toy"), "--out", str(tmp_path / "out"), "--init-values", "nan"]
+    bad = TINY + ["--data-root", str(data / "toy"), "--out", str(tmp_path / "out"),
+                  "--init-values", "nan"]
     code, out = run(bad, tmp_path, timeout=120)
-    assert code == 1 and "the teacher stage failed" in out and "Traceback" not in out.split("teacher stage failed")[1]
+    assert (code == 1 and "the teacher stage failed" in out
+            and "Traceback" not in out.split("teacher stage failed")[1])
     assert not teachers(data) and not [p for p in os.listdir(data) if ".building" in p]

@@ -56,8 +56,10 @@ def test_compare_runs_the_teacher_stage_first_and_reuses_finished_runs(tmp_path)
     # small+KD first: its run builds the seed's teacher stage, which conv+KD then reuses
     assert launched == ["small+KD-s0", "conv+KD-s0", "conv+KD_on_VVC-s0", "small+KD_on_VVC-s0"]
     logs = {r: (out / f"{r}-s0" / "log.txt").read_text() for r in ("small+KD", "conv+KD")}
-    assert "teacher stage: python" in logs["small+KD"] and "teacher stage: python" not in logs["conv+KD"]
-    stage = [s for s in logs["conv+KD"].splitlines() if s.startswith("teacher: ") and "last.pt" in s]
+    assert ("teacher stage: python" in logs["small+KD"]
+            and "teacher stage: python" not in logs["conv+KD"])
+    stage = [s for s in logs["conv+KD"].splitlines()
+             if s.startswith("teacher: ") and "last.pt" in s]
     assert stage and str(tmp_path / "data") in stage[0]  # the stage beside the toy set, reused
     table = (out / "results.md").read_text().splitlines()
     assert [row.split("|")[1].strip() for row in table[2:7]] == [
@@ -66,7 +68,8 @@ def test_compare_runs_the_teacher_stage_first_and_reuses_finished_runs(tmp_path)
     srcc = float(last_eval.split("SRCC")[1].split()[0])
     within = float(last_eval.split("within-source SRCC")[1].split()[0])
     cells = [c.strip() for c in table[5].split("|")]
-    assert cells[2].startswith(f"{srcc:.3f}") and cells[3].startswith(f"{within:.3f}")  # its own final eval
+    # its own final eval
+    assert cells[2].startswith(f"{srcc:.3f}") and cells[3].startswith(f"{within:.3f}")
     assert table[-3].split("|")[1].strip().startswith("settings baseline")
     code, second, err = run(args, timeout=120)
     assert code == 0, second[-3000:] + err[-3000:]

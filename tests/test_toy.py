@@ -1,6 +1,6 @@
-"""Tests for toy.py on its tiny variant: columns and files, labels falling with the level, cache hit,
-byte-identical rebuild, and failed, empty or short encodes that leave no complete set. Then a set
-built from own sources (three tiny videos made here: mp4, mkv, raw .yuv), the bad-source errors,
+"""Tests for toy.py on its tiny variant: columns and files, labels falling with the level, cache
+hit, byte-identical rebuild, and failed, empty or short encodes that leave no complete set. Then a
+set built from own sources (three tiny videos made here: mp4, mkv, raw .yuv), the bad-source errors,
 the up-front ffmpeg check and the progress lines. Then the pre-training corpus: its draws
 (deterministic, extendable, rendering like the toy set's graphs, disjoint from the 12 test
 contents by each of its three rules), build_once (cache, stale, failed and concurrent builds) and
@@ -36,7 +36,8 @@ def read(path):
 
 def level_means(rows, codec):
     """Mean label of each level 1..4 of one codec."""
-    return [np.mean([float(r["mos"]) for r in rows if r["codec"] == codec and r["level"] == str(level)])
+    return [np.mean([float(r["mos"]) for r in rows
+                     if r["codec"] == codec and r["level"] == str(level)])
             for level in (1, 2, 3, 4)]
 
 
@@ -45,7 +46,8 @@ def tiny_build(tmp_path_factory):
     lines = []
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(toy, "PROGRESS_EVERY", 1e9)  # a slow build: only the first and the last line
-        path = toy.make_toy_dataset(tmp_path_factory.mktemp("toy") / "tiny", tiny=True, log=lines.append)
+        path = toy.make_toy_dataset(tmp_path_factory.mktemp("toy") / "tiny", tiny=True,
+                                    log=lines.append)
     return path, lines
 
 
@@ -60,8 +62,10 @@ def test_csv_columns_and_files(tiny):
     rows, vvc = read(tiny), read(tiny.parent / "toy_vvc.csv")
     sources, codecs = toy.TOY_TINY["sources"], toy.TOY_TINY["codecs"]
     assert len(rows) == len(sources) * (len(codecs) - 1) * 4  # every source, codec and level once
-    assert {r["codec"] for r in rows} == set(codecs) - {"vvc"} and {r["codec"] for r in vvc} == {"vvc"}
-    assert {r["source"] for r in vvc} == {r["source"] for r in rows if r["split"] == "test"} != set()
+    assert ({r["codec"] for r in rows} == set(codecs) - {"vvc"}
+            and {r["codec"] for r in vvc} == {"vvc"})
+    assert {r["source"] for r in vvc} == {r["source"] for r in rows
+                                          if r["split"] == "test"} != set()
     for r in rows + vvc:
         assert 0 <= float(r["mos"]) <= 100 and r["level"] in "1234"
         for p in (r["path"], r["reference"]):
@@ -123,7 +127,8 @@ def test_empty_output_is_an_error_naming_the_file(tmp_path, monkeypatch):
 
 
 def test_short_output_is_an_error_naming_the_file(tmp_path, monkeypatch):
-    failing_encoder(monkeypatch, lambda real, args, cwd: real(args[:-1] + ["-frames:v", "3", args[-1]], cwd))
+    failing_encoder(monkeypatch,
+                    lambda real, args, cwd: real(args[:-1] + ["-frames:v", "3", args[-1]], cwd))
     with pytest.raises(RuntimeError, match=r"/\w+_4\.\w+: decodes to 3 frames, expected 12"):
         toy.make_toy_dataset(tmp_path / "tiny", tiny=True)
 
@@ -134,7 +139,8 @@ def test_toy_official_split_is_the_split_column(tiny):
     assert len(train) + len(test) == len(items) and test
     assert not {it["source"] for it in train} & {it["source"] for it in test}
     vvc = datasets.load_csv(tiny.parent / "toy_vvc.csv")
-    assert {it["source"] for it in vvc} == {it["source"] for it in test}  # VVC: unseen contents only
+    # VVC: unseen contents only
+    assert {it["source"] for it in vvc} == {it["source"] for it in test}
     with pytest.raises(ValueError, match="no 'split' column"):
         datasets.official_split([dict(path="a.mp4", mos=1.0, source="a")] * 4, "toy")
 
@@ -149,13 +155,16 @@ def test_progress_lines_do_not_flood(tiny_build):
 # own sources
 
 OWN = dict(codecs=("h264", "av1"), frames=6, size=(96, 64))  # small and fast
-# brightness 20 * frame number (+ texture, so that the encoders have something to lose): shows the cut
+# brightness 20 * frame number (+ texture, so that the encoders have something to lose):
+# shows the cut
 STEPS = "nullsrc=s=128x96:r=24,geq=lum='16+20*N+20*sin(X/3)*sin(Y/4)':cb=128:cr=128"
 
 
 def video(path, graph, frames, *args):
-    """A small source video rendered by the bundled ffmpeg; `args` choose the codec or raw format."""
-    ok, err = toy.run_ffmpeg(["-f", "lavfi", "-i", graph, "-frames:v", str(frames), *args, str(path)])
+    """A small source video rendered by the bundled ffmpeg; `args` choose the codec or raw
+    format."""
+    ok, err = toy.run_ffmpeg(["-f", "lavfi", "-i", graph, "-frames:v", str(frames), *args,
+                              str(path)])
     assert ok, err
     return path
 
@@ -165,7 +174,8 @@ def own_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("sources")
     video(d / "mandel.mp4", "mandelbrot=s=160x90:r=24", 10, "-c:v", "libx264", "-crf", "10")  # 16:9
     video(d / "pattern.mkv", "testsrc2=s=96x120:r=30", 8, "-c:v", "ffv1")  # portrait
-    video(d / "steps_128x96.yuv", STEPS, 9, "-f", "rawvideo", "-pix_fmt", "yuv420p")  # geometry in the name
+    # geometry in the name
+    video(d / "steps_128x96.yuv", STEPS, 9, "-f", "rawvideo", "-pix_fmt", "yuv420p")
     (d / "notes.txt").write_text("not a video: skipped")
     return d
 
@@ -175,7 +185,8 @@ def own(own_dir, tmp_path_factory):
     lines = []
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(toy, "PROGRESS_EVERY", 0)  # a line per finished content
-        path = toy.make_toy_dataset(tmp_path_factory.mktemp("own") / "set", sources=own_dir, log=lines.append, **OWN)
+        path = toy.make_toy_dataset(tmp_path_factory.mktemp("own") / "set", sources=own_dir,
+                                    log=lines.append, **OWN)
     return path, lines
 
 
@@ -185,12 +196,15 @@ def test_own_sources_csv_and_files(own):
         assert f.readline().strip().split(",") == COLUMNS
     rows = read(path)
     assert len(rows) == 3 * 2 * 4 and not (path.parent / "toy_vvc.csv").exists()  # no VVC asked
-    assert sorted({r["source"] for r in rows}) == ["mandel", "pattern", "steps_128x96"]  # stems, sorted
+    # stems, sorted
+    assert sorted({r["source"] for r in rows}) == ["mandel", "pattern", "steps_128x96"]
     assert {(r["source"], r["codec"], r["level"]) for r in rows} == {
-        (s, c, str(lvl)) for s in ("mandel", "pattern", "steps_128x96") for c in OWN["codecs"] for lvl in (1, 2, 3, 4)}
+        (s, c, str(lvl)) for s in ("mandel", "pattern", "steps_128x96") for c in OWN["codecs"]
+        for lvl in (1, 2, 3, 4)}
     assert {r["split"] for r in rows} == {"train"}  # every 4th source is test: none of 3
     for r in rows:
-        assert r["reference"] == f"ref/{r['source']}.mp4" and (path.parent / r["path"]).stat().st_size > 0
+        assert (r["reference"] == f"ref/{r['source']}.mp4"
+                and (path.parent / r["path"]).stat().st_size > 0)
     for ref in {r["reference"] for r in rows}:
         info = probe(path.parent / ref)
         assert (info["frames"], info["width"], info["height"]) == (6, 96, 64), ref
@@ -213,7 +227,8 @@ def test_own_labels_fall_as_level_worsens(own):
 def test_own_progress_lines(own):
     _, lines = own
     assert lines[0].startswith("toy set: building 3 contents x 4 levels of h264 av1 in "), lines
-    assert [re.fullmatch(r"toy set: (\d)/3 contents, \d+ s", line)[1] for line in lines[1:]] == ["1", "2", "3"]
+    assert [re.fullmatch(r"toy set: (\d)/3 contents, \d+ s", line)[1]
+            for line in lines[1:]] == ["1", "2", "3"]
 
 
 def test_own_second_call_is_a_cache_hit(own, own_dir, monkeypatch):
@@ -225,11 +240,13 @@ def test_own_second_call_is_a_cache_hit(own, own_dir, monkeypatch):
 
 def test_own_rebuild_after_a_source_changes(tmp_path):
     src = video(tmp_path / "clip.mp4", "testsrc2=s=96x64:r=24", 6)
-    build = lambda: toy.make_toy_dataset(tmp_path / "set", sources=[src], log=None, **dict(OWN, codecs=("h264",)))
+    build = lambda: toy.make_toy_dataset(tmp_path / "set", sources=[src], log=None,
+                                         **dict(OWN, codecs=("h264",)))
     before = (build().parent / "ref/clip.mp4").read_bytes()
     mtime = os.stat(src).st_mtime_ns
     video(src, "mandelbrot=s=96x64:r=24", 6)
-    os.utime(src, ns=(mtime + 10**9, mtime + 10**9))  # written a second later, whatever the clock's tick
+    # written a second later, whatever the clock's tick
+    os.utime(src, ns=(mtime + 10**9, mtime + 10**9))
     assert (build().parent / "ref/clip.mp4").read_bytes() != before
 
 
@@ -241,8 +258,10 @@ def test_own_bad_sources_are_one_error_before_encoding(own_dir, tmp_path, monkey
     same_stem.write_bytes((own_dir / "pattern.mkv").read_bytes())
     mandel = own_dir / "mandel.mp4"
     encodes = []
-    monkeypatch.setattr(toy, "run_ffmpeg", lambda *args: encodes.append(args) or (False, "must not run"))
-    sources = [own_dir / "pattern.mkv", short, broken, mandel, own_dir / ".." / own_dir.name / "mandel.mp4", same_stem]
+    monkeypatch.setattr(toy, "run_ffmpeg",
+                        lambda *args: encodes.append(args) or (False, "must not run"))
+    sources = [own_dir / "pattern.mkv", short, broken, mandel,
+               own_dir / ".." / own_dir.name / "mandel.mp4", same_stem]
     with pytest.raises(ValueError) as e:
         toy.make_toy_dataset(tmp_path / "out" / "set", sources=sources, **OWN)
     message = str(e.value)
@@ -267,10 +286,13 @@ def test_own_sources_bad_arguments(tmp_path):
 
 def test_cover_keeps_the_aspect_ratio_and_centres():
     ramp = np.broadcast_to(np.arange(160, dtype=np.uint8)[None, None, :, None], (1, 90, 160, 3))
-    wide = toy._cover(ramp, (96, 64))  # scaled by 64/90 to 114 x 64, then 9 columns cut on each side
+    # scaled by 64/90 to 114 x 64, then 9 columns cut on each side
+    wide = toy._cover(ramp, (96, 64))
     assert wide.shape == (1, 64, 96, 3)
-    assert abs(int(wide[0, 0, 0, 0]) - 9 * 90 / 64) <= 2 and abs(int(wide[0, 0, -1, 0]) - (159 - 9 * 90 / 64)) <= 2
-    tall = toy._cover(ramp.transpose(0, 2, 1, 3), (96, 64))  # 90 wide, 160 tall: scaled up, rows cut
+    assert (abs(int(wide[0, 0, 0, 0]) - 9 * 90 / 64) <= 2
+            and abs(int(wide[0, 0, -1, 0]) - (159 - 9 * 90 / 64)) <= 2)
+    # 90 wide, 160 tall: scaled up, rows cut
+    tall = toy._cover(ramp.transpose(0, 2, 1, 3), (96, 64))
     assert tall.shape == (1, 64, 96, 3) and abs(int(tall[0, 0, 0, 0]) - 80 + 32 * 90 / 96) <= 2
 
 
@@ -279,15 +301,19 @@ def test_cover_keeps_the_aspect_ratio_and_centres():
 
 
 def test_ffmpeg_check_reads_the_graphs_and_passes_here():
-    assert toy._filters_in(toy.TOY_SOURCES["geq_checker_warp"]) == {"nullsrc", "geq"}  # commas inside quotes
+    # commas inside quotes
+    assert toy._filters_in(toy.TOY_SOURCES["geq_checker_warp"]) == {"nullsrc", "geq"}
+    # [labels], two chains
     assert toy._filters_in(toy.TOY_SOURCES["noise_parallax"]) == {
-        "color", "noise", "gblur", "eq", "crop", "blend", "colorchannelmixer"}  # [labels], two chains
-    toy._check_ffmpeg(tuple(toy.TOY_CODECS), list(toy.TOY_SOURCES.values()))  # the bundled ffmpeg has it all
+        "color", "noise", "gblur", "eq", "crop", "blend", "colorchannelmixer"}
+    # the bundled ffmpeg has it all
+    toy._check_ffmpeg(tuple(toy.TOY_CODECS), list(toy.TOY_SOURCES.values()))
 
 
 def test_missing_encoders_and_filters_are_one_error_before_building(tmp_path, monkeypatch):
     real = toy._ffmpeg_names
-    monkeypatch.setattr(toy, "_ffmpeg_names", lambda kind: real(kind) - {"libaom-av1", "libvmaf", "life"})
+    monkeypatch.setattr(toy, "_ffmpeg_names",
+                        lambda kind: real(kind) - {"libaom-av1", "libvmaf", "life"})
     with pytest.raises(RuntimeError, match=r"lacks encoders: libaom-av1; filters: libvmaf, life\."):
         toy.make_toy_dataset(tmp_path / "tiny", tiny=True)
     assert os.listdir(tmp_path) == []
@@ -318,10 +344,12 @@ def seeds(graph):
 def test_draw_contents_is_deterministic_and_extends():
     first = contents.draw_contents(60)
     assert first == contents.draw_contents(60)
-    assert list(first.items())[:10] == list(contents.draw_contents(10).items())  # a prefix, not a redraw
+    # a prefix, not a redraw
+    assert list(first.items())[:10] == list(contents.draw_contents(10).items())
     numbers = [re.fullmatch(r"([a-z]+)_(\d{4})", n)[2] for n in first]
     assert numbers == [f"{i:04d}" for i in range(60)]
-    assert {n.split("_")[0] for n in list(first)[:14]} == set(contents.FAMILIES)  # every family, early
+    # every family, early
+    assert {n.split("_")[0] for n in list(first)[:14]} == set(contents.FAMILIES)
     other = contents.draw_contents(60, seed=1)
     assert not set(other.values()) & set(first.values())
 
@@ -356,7 +384,8 @@ def test_corpus_holds_no_toy_graph(monkeypatch):
     copies = iter([toy.TOY_SOURCES["noise_boil"], "color=gray:s=176x144:r=24"])
     far = dict(motion="boil", sigma=2.5, contrast=5, speed=0)  # not near any test content
     monkeypatch.setitem(contents.FAMILIES, "noise", lambda rng: (far, next(copies)))
-    assert contents.draw_contents(1) == {"noise_0000": "color=gray:s=176x144:r=24"}  # the copy refused
+    # the copy refused
+    assert contents.draw_contents(1) == {"noise_0000": "color=gray:s=176x144:r=24"}
 
 
 def test_corpus_seeds_are_not_the_toy_sets():
@@ -367,7 +396,8 @@ def test_corpus_seeds_are_not_the_toy_sets():
     for name, graph in contents.draw_contents(300).items():
         for n, o in filters(graph):  # every seeded generator has its seed written out
             assert n not in SEEDED or SEEDED[n] in o, (name, n)
-        assert all(contents.CORPUS_SEEDS[0] <= s < contents.CORPUS_SEEDS[1] for s in seeds(graph)), name
+        assert all(contents.CORPUS_SEEDS[0] <= s < contents.CORPUS_SEEDS[1]
+                   for s in seeds(graph)), name
         assert not set(seeds(graph)) & toy_seeds, name
 
 
@@ -401,7 +431,8 @@ def test_variants_of_test_contents_are_refused_and_redrawn(monkeypatch):
             assert contents._variant_of(family, near_version(ref, nudge)) == name, (name, nudge)
         for k, v in ref.items():  # any one parameter outside the radius: not that content
             if isinstance(v, (int, float)) and v != 0:
-                assert contents._variant_of(family, dict(near_version(ref, 1), **{k: v * 2.1})) != name
+                assert contents._variant_of(family,
+                                            dict(near_version(ref, 1), **{k: v * 2.1})) != name
         assert contents._variant_of("gradient", near_version(ref, 1)) is None  # another family
     mirrored = dict(x=-1.25, y=-0.21, scale=0.19)  # in the view of -1.25-0.02i, the mirror image
     assert contents._variant_of("mandel", mirrored) == "mandel_morph"
@@ -425,8 +456,10 @@ def test_real_draws_reach_test_contents_and_are_refused():
 
 
 def test_elementary_rules_up_to_mirror_and_negation():
-    assert {contents._ca_class(r) for r in (30, 86, 135, 149)} == {"30"}  # rule 30, mirrored, negated
-    assert contents._ca_class(183) == contents._ca_class(18) == "18" and contents._ca_class(110) != "30"
+    # rule 30, mirrored, negated
+    assert {contents._ca_class(r) for r in (30, 86, 135, 149)} == {"30"}
+    assert (contents._ca_class(183) == contents._ca_class(18) == "18"
+            and contents._ca_class(110) != "30")
     assert contents._ca_class(124) == contents._ca_class(137) == contents._ca_class(193) == "110"
 
 
@@ -581,8 +614,8 @@ def test_corpus_second_call_is_a_cache_hit(corpus, monkeypatch):
 
 def test_corpus_codecs_in_turn(tmp_path):
     """per_content=k: content i is encoded by codecs i*k .. i*k+k-1 (modulo), 4 levels each."""
-    path = toy.make_corpus(tmp_path / "c", contents=3, codecs=("h264", "av1", "hevc"), per_content=2,
-                           frames=4, log=None)
+    path = toy.make_corpus(tmp_path / "c", contents=3, codecs=("h264", "av1", "hevc"),
+                           per_content=2, frames=4, log=None)
     rows = read(path)
     names = list(contents.draw_contents(3))
     got = {n: sorted({r["codec"] for r in rows if r["source"] == n}) for n in names}

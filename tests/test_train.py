@@ -42,9 +42,10 @@ from runtime import load_weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATCHED = os.path.join(ROOT, "tests", "run_patched.py")
-TINY = ["--student", "tiny", "--teacher", "tiny", "--toy-variant", "tiny", "--frames", "2", "--size", "28",
-        "--stride", "1", "--test-clips", "2", "--batch-size", "2", "--workers", "0", "--log-every", "1",
-        "--epochs", "2", "--pretrain", "0", "--device", "cpu"]  # 24 training videos: 12 steps an epoch
+# 24 training videos: 12 steps an epoch
+TINY = ["--student", "tiny", "--teacher", "tiny", "--toy-variant", "tiny", "--frames", "2",
+        "--size", "28", "--stride", "1", "--test-clips", "2", "--batch-size", "2", "--workers", "0",
+        "--log-every", "1", "--epochs", "2", "--pretrain", "0", "--device", "cpu"]
 
 
 # -----------------------------------------------------------------------------------------------
@@ -58,13 +59,13 @@ def free_port():
 
 
 def torchrun(n, script="train.py"):
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n), "--master_addr", "127.0.0.1",
-            "--master_port", str(free_port()), script]
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n),
+            "--master_addr", "127.0.0.1", "--master_port", str(free_port()), script]
 
 
 def tagged(tag):
-    """The pids of every process whose environment holds TEST_RUN=tag (torchrun starts each rank in a
-    session of its own, so a process group does not hold them all)."""
+    """The pids of every process whose environment holds TEST_RUN=tag (torchrun starts each rank in
+    a session of its own, so a process group does not hold them all)."""
     pids = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -86,24 +87,27 @@ def kill_all(proc, tag):
 
 
 def run(args, script="train.py", check=True, timeout=180, env=None):
-    """A child, `python SCRIPT ARGS` (or the command `script`, a list, with ARGS): unbuffered, on one
-    thread, in its own process group, its result once it exits. Past `timeout` seconds every process
-    it started is killed and the test fails; in any case none outlives the call."""
+    """A child, `python SCRIPT ARGS` (or the command `script`, a list, with ARGS): unbuffered, on
+    one thread, in its own process group, its result once it exits. Past `timeout` seconds every
+    process it started is killed and the test fails; in any case none outlives the call."""
     cmd = ([sys.executable, script] if isinstance(script, str) else script) + args
     tag = uuid.uuid4().hex
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "TEST_RUN": tag, **(env or {})}
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "TEST_RUN": tag,
+           **(env or {})}
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         kill_all(proc, tag)
         out, err = proc.communicate()
-        raise AssertionError(f"killed after {timeout} s: {' '.join(cmd)}\n{out[-3000:]}\n{err[-3000:]}") from None
+        raise AssertionError(f"killed after {timeout} s: {' '.join(cmd)}\n"
+                             f"{out[-3000:]}\n{err[-3000:]}") from None
     finally:
         kill_all(proc, tag)
     if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}: {' '.join(cmd)}\n{out[-3000:]}\n{err[-3000:]}")
+        raise AssertionError(f"exit {proc.returncode}: {' '.join(cmd)}\n"
+                             f"{out[-3000:]}\n{err[-3000:]}")
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
@@ -112,7 +116,8 @@ def here():
     """A run in this process as a child would make it: one thread, its output captured, and
     afterwards the signal handlers and the thread count as they were. Yields the result to fill."""
     result = subprocess.CompletedProcess([], None, "", "")
-    threads, handlers = torch.get_num_threads(), {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    threads, handlers = (torch.get_num_threads(),
+                         {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)})
     out, err = io.StringIO(), io.StringIO()
     torch.set_num_threads(1)
     try:
@@ -135,7 +140,8 @@ def main(argv, check=True):
     with here() as result:
         result.returncode = train.main(argv)
     if check and result.returncode != 0:
-        raise AssertionError(f"exit {result.returncode}: {' '.join(argv)}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        raise AssertionError(f"exit {result.returncode}: {' '.join(argv)}\n"
+                             f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
 
 
@@ -169,7 +175,8 @@ def toy(tmp_path_factory):
 
 def toy_rows(toy, split=None):
     with open(os.path.join(toy, "toy.csv")) as f:
-        return [dict(r, path=os.path.join(toy, r["path"])) for r in csv.DictReader(f) if split in (None, r["split"])]
+        return [dict(r, path=os.path.join(toy, r["path"])) for r in csv.DictReader(f)
+                if split in (None, r["split"])]
 
 
 def listing(path, rows):
@@ -206,21 +213,25 @@ def test_toy_run_end_to_end(trained):
     with open(os.path.join(out, "predictions.csv")) as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["path", "mos", "teacher", "student"] and len(rows) >= 4
-    assert all(os.path.exists(r["path"]) and float(r["student"]) == float(r["student"]) for r in rows)
+    assert all(os.path.exists(r["path"]) and float(r["student"]) == float(r["student"])
+               for r in rows)
     ckpt = torch.load(os.path.join(out, "last.pt"), weights_only=True)
-    assert ckpt["step"] == 2 and {"student", "teacher", "optimizer", "scheduler", "config", "rng"} <= set(ckpt)
+    assert (ckpt["step"] == 2
+            and {"student", "teacher", "optimizer", "scheduler", "config", "rng"} <= set(ckpt))
 
 
 def test_csv_data_and_student_alone(toy, tmp_path):
-    proc = main(TINY + ["--data", "csv", "--labels", listing(tmp_path / "list.csv", toy_rows(toy)), "--split", "random",
-                        "--teacher", "none", "--out", str(tmp_path / "out"), "--max-steps", "2", "--dtype", "fp32"])
+    proc = main(TINY + ["--data", "csv", "--labels", listing(tmp_path / "list.csv", toy_rows(toy)),
+                        "--split", "random", "--teacher", "none", "--out", str(tmp_path / "out"),
+                        "--max-steps", "2", "--dtype", "fp32"])
     assert proc.stdout.strip().splitlines()[-1].startswith("best: student srcc=")
     assert " teacher n/a |" in proc.stdout.strip().splitlines()[-1]
     assert "profile: paper" in proc.stdout
 
 
 def test_fragments_through_train(toy, tmp_path, monkeypatch):
-    """--fragments 2 at --size 28: every clip is 2 x 2 native fragments of 14 px (one per token), none a crop."""
+    """--fragments 2 at --size 28: every clip is 2 x 2 native fragments of 14 px (one per token),
+    none a crop."""
     calls = {"fragments": [], "crops": 0}
     real_fragments, real_crop = data.fragment_clip, data.crop_clip
 
@@ -235,10 +246,12 @@ def test_fragments_through_train(toy, tmp_path, monkeypatch):
     monkeypatch.setattr(data, "fragment_clip", fragments)
     monkeypatch.setattr(data, "crop_clip", crop)
     out = tmp_path / "out"
-    proc = main(TINY + ["--data-root", toy, "--out", str(out), "--max-steps", "1", "--fragments", "2"])
+    proc = main(TINY + ["--data-root", toy, "--out", str(out), "--max-steps", "1",
+                        "--fragments", "2"])
     assert " fragments=2 " in proc.stdout.splitlines()[0]
     assert torch.load(out / "last.pt", weights_only=True)["config"]["fragments"] == 2
-    assert calls["crops"] == 0 and len(calls["fragments"]) >= 2 + 8 * 2  # a training batch, every test clip
+    # a training batch, every test clip
+    assert calls["crops"] == 0 and len(calls["fragments"]) >= 2 + 8 * 2
     assert set(calls["fragments"]) == {(28, 2)}
 
 
@@ -253,7 +266,8 @@ def test_deterministic_runs_on_the_cpu(toy, tmp_path, monkeypatch):
     monkeypatch.setattr(distill.Distiller, "forward", watched)
     was = torch.are_deterministic_algorithms_enabled()
     try:
-        main(TINY + ["--data-root", toy, "--out", str(tmp_path / "o"), "--max-steps", "1", "--deterministic"])
+        main(TINY + ["--data-root", toy, "--out", str(tmp_path / "o"), "--max-steps", "1",
+                     "--deterministic"])
     finally:
         torch.use_deterministic_algorithms(was)
     assert seen == [True]
@@ -261,20 +275,21 @@ def test_deterministic_runs_on_the_cpu(toy, tmp_path, monkeypatch):
 
 
 def test_a_bf16_frozen_teacher_trains_and_evaluates_without_autocast(toy, tmp_path):
-    """The teacher wholly frozen (its term off) and stored in bf16, the run in fp32 without autocast:
-    the first evaluation once crashed where the bf16 stream met the fp32 pooling."""
+    """The teacher wholly frozen (its term off) and stored in bf16, the run in fp32 without
+    autocast: the first evaluation once crashed where the bf16 stream met the fp32 pooling."""
     out = tmp_path / "o"
-    main(TINY + ["--data-root", toy, "--out", str(out), "--max-steps", "1", "--teacher-dtype", "bf16", "--dtype", "fp32",
-                 "--w-teacher", "0"])
+    main(TINY + ["--data-root", toy, "--out", str(out), "--max-steps", "1",
+                 "--teacher-dtype", "bf16", "--dtype", "fp32", "--w-teacher", "0"])
     with open(out / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 8 and all(math.isfinite(float(r["teacher"])) and math.isfinite(float(r["student"])) for r in rows)
+    assert len(rows) == 8 and all(math.isfinite(float(r["teacher"]))
+                                  and math.isfinite(float(r["student"])) for r in rows)
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 1
 
 
 def test_spawned_workers(toy, tmp_path):
-    run(TINY + ["--data-root", toy, "--out", str(tmp_path / "o"), "--max-steps", "1", "--workers", "1",
-                "--worker-start", "spawn"])
+    run(TINY + ["--data-root", toy, "--out", str(tmp_path / "o"), "--max-steps", "1",
+                "--workers", "1", "--worker-start", "spawn"])
     assert torch.load(tmp_path / "o" / "last.pt", weights_only=True)["step"] == 1
 
 
@@ -282,19 +297,22 @@ def test_toy_sources_make_a_training_set_of_your_own_videos(tmp_path):
     import imageio_ffmpeg
     sources = tmp_path / "mine"
     sources.mkdir()
-    for i, graph in enumerate(["testsrc2=s=128x96", "mandelbrot=s=128x96", "life=s=128x96:seed=3", "rgbtestsrc=s=96x128"]):
-        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-f", "lavfi", "-i", f"{graph}:r=24",
-                        "-frames:v", "20", "-pix_fmt", "yuv420p", str(sources / f"clip{i}.mp4")], check=True, timeout=60)
+    for i, graph in enumerate(["testsrc2=s=128x96", "mandelbrot=s=128x96", "life=s=128x96:seed=3",
+                               "rgbtestsrc=s=96x128"]):
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-f", "lavfi",
+                        "-i", f"{graph}:r=24", "-frames:v", "20", "-pix_fmt", "yuv420p",
+                        str(sources / f"clip{i}.mp4")], check=True, timeout=60)
     out = tmp_path / "out"
-    proc = main(TINY + ["--toy-sources", str(sources), "--data-root", str(tmp_path / "set"), "--out", str(out),
-                        "--max-steps", "1"])
+    proc = main(TINY + ["--toy-sources", str(sources), "--data-root", str(tmp_path / "set"),
+                        "--out", str(out), "--max-steps", "1"])
     assert "split=random" in proc.stdout.splitlines()[0]
     with open(tmp_path / "set" / "toy.csv") as f:
         rows = list(csv.DictReader(f))
     assert {r["source"] for r in rows} == {f"clip{i}" for i in range(4)}
     with open(out / "predictions.csv") as f:  # one whole content held out: its 5 codecs x 4 levels
         scored = {p["path"] for p in csv.DictReader(f)}
-    held_out = [r["source"] for r in rows if os.path.join(str(tmp_path / "set"), r["path"]) in scored]
+    held_out = [r["source"] for r in rows
+                if os.path.join(str(tmp_path / "set"), r["path"]) in scored]
     assert len(held_out) == len(scored) == 20 and len(set(held_out)) == 1
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 1
 
@@ -323,8 +341,9 @@ def same_run(a, b):
 
 
 def test_resume_continues_bit_exactly(toy, straight, tmp_path):
-    """Steps 1-2, then --resume to 4, equal a straight run to 4; the same resume from a checkpoint with
-    one weight nudged by 1e-3 does not (the resumed run really starts from what last.pt holds)."""
+    """Steps 1-2, then --resume to 4, equal a straight run to 4; the same resume from a checkpoint
+    with one weight nudged by 1e-3 does not (the resumed run really starts from what last.pt
+    holds)."""
     common = COMMON + ["--data-root", toy]
     main(common + ["--out", str(tmp_path / "b"), "--max-steps", "2"])
     shutil.copytree(tmp_path / "b", tmp_path / "nudged")
@@ -337,15 +356,17 @@ def test_resume_continues_bit_exactly(toy, straight, tmp_path):
         assert f"resumed from {tmp_path / out}/last.pt at step 2/24" in proc.stdout
     same_run(torch.load(tmp_path / "b" / "last.pt", weights_only=True), straight)
     nudged = state(tmp_path / "nudged" / "last.pt")
-    assert not torch.equal(nudged["blocks.0.mlp.fc1.weight"], straight["student"]["blocks.0.mlp.fc1.weight"])
+    assert not torch.equal(nudged["blocks.0.mlp.fc1.weight"],
+                           straight["student"]["blocks.0.mlp.fc1.weight"])
     bad = main(common + ["--out", str(tmp_path / "b"), "--lr", "0.5", "--resume"], check=False)
     assert bad.returncode == 1 and "--lr 0.0003 -> 0.5" in bad.stderr
 
 
 @pytest.mark.parametrize("sig, code, name", [("TERM", 143, "SIGTERM"), ("INT", 130, "Ctrl-C")])
 def test_a_signal_saves_and_resume_finishes(toy, straight, tmp_path, sig, code, name):
-    """SIGTERM or Ctrl-C arriving during step 3: the step is not applied, last.pt holds step 2 (and the
-    RNG as step 3 found it), the exit code says which signal, and --resume to 4 equals a straight run."""
+    """SIGTERM or Ctrl-C arriving during step 3: the step is not applied, last.pt holds step 2 (and
+    the RNG as step 3 found it), the exit code says which signal, and --resume to 4 equals a
+    straight run."""
     out = tmp_path / "out"
     args = COMMON + ["--data-root", toy, "--out", str(out)]
     proc = run(["--signal-at", "3", sig, "--"] + args, script=PATCHED, check=False)
@@ -357,12 +378,14 @@ def test_a_signal_saves_and_resume_finishes(toy, straight, tmp_path, sig, code, 
 
 
 def test_resume_across_an_epoch_with_grad_accum(toy, tmp_path):
-    common = TINY + ["--data-root", toy, "--seed", "1", "--drop-path", "0.1", "--grad-accum", "2"]  # 6 steps/epoch
+    # 6 steps/epoch
+    common = TINY + ["--data-root", toy, "--seed", "1", "--drop-path", "0.1", "--grad-accum", "2"]
     main(common + ["--out", str(tmp_path / "a"), "--max-steps", "8"])
     main(common + ["--out", str(tmp_path / "b"), "--max-steps", "4"])
     main(common + ["--out", str(tmp_path / "b"), "--max-steps", "8", "--resume"])
     for key in ("student", "teacher"):
-        assert equal_states(state(tmp_path / "a" / "last.pt", key), state(tmp_path / "b" / "last.pt", key)), key
+        assert equal_states(state(tmp_path / "a" / "last.pt", key),
+                            state(tmp_path / "b" / "last.pt", key)), key
 
 
 def test_resume_refuses_a_checkpoint_with_other_keys(toy, trained, tmp_path):
@@ -372,21 +395,27 @@ def test_resume_refuses_a_checkpoint_with_other_keys(toy, trained, tmp_path):
     ckpt["student"]["blocks.99.x"] = torch.zeros(1)
     os.makedirs(tmp_path / "out")
     torch.save(ckpt, tmp_path / "out" / "last.pt")
-    proc = main(TINY + ["--data-root", toy, "--out", str(tmp_path / "out"), "--max-steps", "3", "--resume"], check=False)
-    assert proc.returncode == 1 and "blocks.0.ls1.gamma" in proc.stderr and "blocks.99.x" in proc.stderr
+    proc = main(TINY + ["--data-root", toy, "--out", str(tmp_path / "out"), "--max-steps", "3",
+                        "--resume"], check=False)
+    assert (proc.returncode == 1 and "blocks.0.ls1.gamma" in proc.stderr
+            and "blocks.99.x" in proc.stderr)
 
 
 def test_save_every_writes_last_inside_an_epoch(toy, tmp_path):
-    """Killed (SIGKILL) at step 5 with --save-every 2: only what --save-every wrote is there, step 4."""
+    """Killed (SIGKILL) at step 5 with --save-every 2: only what --save-every wrote is there, step
+    4."""
     out = tmp_path / "out"
-    proc = run(["--kill-at", "5", "--"] + TINY + ["--data-root", toy, "--out", str(out), "--save-every", "2"],
+    proc = run(["--kill-at", "5", "--"] + TINY +
+               ["--data-root", toy, "--out", str(out), "--save-every", "2"],
                script=PATCHED, check=False)
     assert proc.returncode == -signal.SIGKILL
-    assert torch.load(out / "last.pt", weights_only=True)["step"] == 4  # mid-epoch (12 steps an epoch)
+    # mid-epoch (12 steps an epoch)
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 4
 
 
 # -----------------------------------------------------------------------------------------------
-# The stop protocol: a non-finite step is never applied, and nothing after the last good save is written
+# The stop protocol: a non-finite step is never applied, and nothing after the last good save is
+# written
 
 
 def recording_saves(monkeypatch):
@@ -404,9 +433,9 @@ def recording_saves(monkeypatch):
 
 @pytest.mark.parametrize("where", ["loss", "gradient"])
 def test_a_nan_stops_the_run_at_its_step(toy, tmp_path, monkeypatch, where):
-    """From the third step on, a NaN added to the loss (its gradients stay finite), or a NaN gradient
-    of the student's head (its loss stays finite): the run stops at step 3 with exit code 1 and last.pt
-    stays, byte for byte, what the step-2 save wrote."""
+    """From the third step on, a NaN added to the loss (its gradients stay finite), or a NaN
+    gradient of the student's head (its loss stays finite): the run stops at step 3 with exit code 1
+    and last.pt stays, byte for byte, what the step-2 save wrote."""
     calls, forward = [], distill.Distiller.forward
 
     def faulty(self, x, y):
@@ -429,20 +458,26 @@ def test_a_nan_stops_the_run_at_its_step(toy, tmp_path, monkeypatch, where):
 
 
 def test_weights_gone_non_finite_stop_before_anything_is_saved(toy, tmp_path):
-    out = tmp_path / "out"  # one step an epoch; lr 1e30 makes the weights overflow at the first step
-    proc = main(TINY + ["--data-root", toy, "--out", str(out), "--batch-size", "24", "--lr", "1e30", "--epochs", "3"],
+    # one step an epoch; lr 1e30 makes the weights overflow at the first step
+    out = tmp_path / "out"
+    proc = main(TINY + ["--data-root", toy, "--out", str(out), "--batch-size", "24",
+                        "--lr", "1e30", "--epochs", "3"],
                 check=False)
-    assert proc.returncode == 1 and "STOP: the loss, a gradient or the weights are not finite" in proc.stdout, proc.stderr
+    assert (proc.returncode == 1
+            and "STOP: the loss, a gradient or the weights are not finite" in proc.stdout), (
+        proc.stderr)
     assert not (out / "last.pt").exists() and not (out / "best.pt").exists()
 
 
 def test_dataloader_workers_leave_signals_to_the_main_process(toy, tmp_path):
     """SIGTERM to the whole process group of a run with a worker (as a terminal or a scheduler sends
-    it): the worker ignores it, the main process saves and exits 143, no worker dies with a traceback."""
+    it): the worker ignores it, the main process saves and exits 143, no worker dies with a
+    traceback."""
     out, rec = tmp_path / "out", tmp_path / "rec"
     rec.mkdir()
     proc = run(["--signal-at", "3", "TERM", "--group", "--record", str(rec), "--"] + TINY +
-               ["--data-root", toy, "--out", str(out), "--workers", "1"], script=PATCHED, check=False)
+               ["--data-root", toy, "--out", str(out), "--workers", "1"],
+               script=PATCHED, check=False)
     assert proc.returncode == 143, proc.stderr[-3000:]
     assert f"SIGTERM: saved {out}/last.pt at step 2" in proc.stdout
     assert "Traceback" not in proc.stderr and "DataLoader worker" not in proc.stderr
@@ -463,10 +498,12 @@ def test_a_nan_evaluation_never_locks_best(toy, tmp_path, monkeypatch):
         calls.append(1)
         return {k: [50.0] * len(v) for k, v in scores.items()} if len(calls) == 1 else scores
     monkeypatch.setattr(train, "evaluate", constant_first)
-    main(TINY + ["--data-root", toy, "--out", str(tmp_path / "o"), "--batch-size", "12"])  # 2 epochs of 2
+    # 2 epochs of 2
+    main(TINY + ["--data-root", toy, "--out", str(tmp_path / "o"), "--batch-size", "12"])
     ckpt = torch.load(tmp_path / "o" / "best.pt", weights_only=True)
     assert len(calls) == 2 and ckpt["step"] == 4
-    assert math.isnan(ckpt["history"][0]["student"]["srcc"]) and ckpt["history"][1] == dict(step=4, **ckpt["best"])
+    assert (math.isnan(ckpt["history"][0]["student"]["srcc"])
+            and ckpt["history"][1] == dict(step=4, **ckpt["best"]))
 
 
 # -----------------------------------------------------------------------------------------------
@@ -476,23 +513,27 @@ def test_a_nan_evaluation_never_locks_best(toy, tmp_path, monkeypatch):
 def test_lr_follows_the_effective_batch(toy, tmp_path):
     """The paper profile's lr is 1e-3 x effective batch / 256 in the optimizer itself: every group's
     initial lr (and the scheduler's base lr) is that times the group's layer-decay scale."""
-    proc = main(TINY + ["--data", "csv", "--labels", listing(tmp_path / "list.csv", toy_rows(toy)), "--split", "random",
-                        "--out", str(tmp_path / "o"), "--max-steps", "1", "--grad-accum", "3", "--dtype", "fp32"])
+    proc = main(TINY + ["--data", "csv", "--labels", listing(tmp_path / "list.csv", toy_rows(toy)),
+                        "--split", "random", "--out", str(tmp_path / "o"), "--max-steps", "1",
+                        "--grad-accum", "3", "--dtype", "fp32"])
     lr = 1e-3 * 2 * 3 / 256
     ckpt = torch.load(tmp_path / "o" / "last.pt", weights_only=True)
     assert ckpt["config"]["lr"] == lr and "(1e-3 x 2 x 3 x 1 / 256)" in proc.stdout.splitlines()[0]
     groups = ckpt["optimizer"]["param_groups"]
-    assert {round(g["lr_scale"], 6) for g in groups} >= {1.0, 0.75, round(0.75 ** 3, 6)}  # layer decay 0.75, depth 2
+    # layer decay 0.75, depth 2
+    assert {round(g["lr_scale"], 6) for g in groups} >= {1.0, 0.75, round(0.75 ** 3, 6)}
     for g in groups:
         assert g["initial_lr"] == pytest.approx(lr * g["lr_scale"], rel=1e-12), g["names"][:3]
-    assert ckpt["scheduler"]["base_lrs"] == pytest.approx([lr * g["lr_scale"] for g in groups], rel=1e-12)
+    assert ckpt["scheduler"]["base_lrs"] == pytest.approx([lr * g["lr_scale"] for g in groups],
+                                                          rel=1e-12)
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "fp16"])
 def test_clip_grad_clips_each_model_after_unscaling(toy, tmp_path, monkeypatch, dtype):
-    """--clip-grad 0.01: at every optimizer step each model's gradient norm is 0.01 (its raw norm, the
-    backward's gradient over the loss scale, is larger). Clipping the models together would leave each
-    below 0.01; with fp16 the loss is scaled, and clipping before unscaling would leave them ~1e-7."""
+    """--clip-grad 0.01: at every optimizer step each model's gradient norm is 0.01 (its raw norm,
+    the backward's gradient over the loss scale, is larger). Clipping the models together would
+    leave each below 0.01; with fp16 the loss is scaled, and clipping before unscaling would leave
+    them ~1e-7."""
     parts, scalers, raw, at_step = [], [], [], []
     build_optimizer, scale, backward, step = (train.build_optimizer, torch.amp.GradScaler.scale,
                                               torch.Tensor.backward, torch.optim.AdamW.step)
@@ -523,10 +564,12 @@ def test_clip_grad_clips_each_model_after_unscaling(toy, tmp_path, monkeypatch, 
     monkeypatch.setattr(torch.amp.GradScaler, "scale", grab_scaler)
     monkeypatch.setattr(torch.Tensor, "backward", after_backward)
     monkeypatch.setattr(torch.optim.AdamW, "step", at_optimizer_step)
-    main(TINY + ["--data-root", toy, "--out", str(tmp_path / "o"), "--max-steps", "2", "--clip-grad", "0.01",
-                 "--dtype", dtype])
-    assert scalers[-1].is_enabled() == (dtype == "fp16") and (dtype == "fp32" or scalers[-1].get_scale() > 1000)
-    assert len(raw) == len(at_step) == 2 and all(len(n) == 2 for n in at_step)  # student and teacher
+    main(TINY + ["--data-root", toy, "--out", str(tmp_path / "o"), "--max-steps", "2",
+                 "--clip-grad", "0.01", "--dtype", dtype])
+    assert (scalers[-1].is_enabled() == (dtype == "fp16")
+            and (dtype == "fp32" or scalers[-1].get_scale() > 1000))
+    # student and teacher
+    assert len(raw) == len(at_step) == 2 and all(len(n) == 2 for n in at_step)
     for before, after in zip(raw, at_step):
         assert min(before) > 0.05, before
         assert after == pytest.approx([0.01, 0.01], rel=0.01), (before, after)
@@ -547,28 +590,35 @@ def official_file(path, cfg, wrap):
 
 
 def test_official_files_as_teacher_and_student(toy, tmp_path):
-    """Official files as both models; the teacher trains only its last block, pooling, fc_norm and head
-    by default, and is saved as exactly those keys."""
+    """Official files as both models; the teacher trains only its last block, pooling, fc_norm and
+    head by default, and is saved as exactly those keys."""
     teacher = official_file(tmp_path / "1B_like.pt", CONFIGS["tiny"], wrap=True)
     student = official_file(tmp_path / "S14_ft_k710_f8.pth", CONFIGS["tiny"], wrap=False)
     out = tmp_path / "out"
     proc = main(TINY + ["--data-root", toy, "--out", str(out), "--max-steps", "1", "--lr", "1e-12",
-                        "--teacher-ckpt", str(tmp_path / "1B_like.pt"), "--student-ckpt", str(tmp_path / "S14_ft_k710_f8.pth")])
+                        "--teacher-ckpt", str(tmp_path / "1B_like.pt"),
+                        "--student-ckpt", str(tmp_path / "S14_ft_k710_f8.pth")])
     assert proc.stdout.count("left at init (trained from scratch): head.weight, head.bias") == 2
-    assert "resized pos_embed (1, 2049, 64) on a 8 x 16 x 16 grid -> (1, 9, 64)" in proc.stdout and "dropped 1 keys" in proc.stdout
+    assert ("resized pos_embed (1, 2049, 64) on a 8 x 16 x 16 grid -> (1, 9, 64)" in proc.stdout
+            and "dropped 1 keys" in proc.stdout)
     ckpt = torch.load(out / "last.pt", weights_only=True)
     mos = [float(r["mos"]) for r in toy_rows(toy, "train")]
     for key, original in (("student", student), ("teacher", teacher)):
         got = ckpt[key]
-        assert abs(got["head.bias"].item() - sum(mos) / len(mos) / 100) < 1e-6  # a fresh head starts at the mean
-        torch.testing.assert_close(got["blocks.1.attn.qkv.weight"], original["blocks.1.attn.qkv.weight"])
-    trains = {k for k in teacher if k.startswith(("blocks.1.", "clip_projector.", "fc_norm.", "head."))}
+        # a fresh head starts at the mean
+        assert abs(got["head.bias"].item() - sum(mos) / len(mos) / 100) < 1e-6
+        torch.testing.assert_close(got["blocks.1.attn.qkv.weight"],
+                                   original["blocks.1.attn.qkv.weight"])
+    trains = {k for k in teacher
+              if k.startswith(("blocks.1.", "clip_projector.", "fc_norm.", "head."))}
     assert ckpt["teacher_partial"] and set(ckpt["teacher"]) == trains
-    alone = tmp_path / "alone"  # a teacher trained whole from the file is saved whole, and loads again
+    # a teacher trained whole from the file is saved whole, and loads again
+    alone = tmp_path / "alone"
     main(TINY + ["--data-root", toy, "--out", str(alone), "--max-steps", "1", "--student", "none",
                  "--teacher-ckpt", str(tmp_path / "1B_like.pt"), "--teacher-trainable", "all"])
     assert not torch.load(alone / "last.pt", weights_only=True)["teacher_partial"]
-    load_weights(VideoViT(replace(CONFIGS["tiny"], num_frames=2, img_size=28)), str(alone / "last.pt"), "teacher")
+    load_weights(VideoViT(replace(CONFIGS["tiny"], num_frames=2, img_size=28)),
+                 str(alone / "last.pt"), "teacher")
 
 
 # -----------------------------------------------------------------------------------------------
@@ -578,12 +628,13 @@ def test_official_files_as_teacher_and_student(toy, tmp_path):
 def test_eval_only_and_predict(toy, trained):
     out, _ = trained
     best = os.path.join(out, "best.pt")
-    proc = main(TINY + ["--data-root", toy, "--out", out + "-eval", "--eval-only", "--student-ckpt", best,
-                        "--teacher", "none"])
+    proc = main(TINY + ["--data-root", toy, "--out", out + "-eval", "--eval-only",
+                        "--student-ckpt", best, "--teacher", "none"])
     assert proc.stdout.strip().splitlines()[-1].startswith("best: student srcc=")
     with open(os.path.join(out, "predictions.csv")) as f:
         videos = [r["path"] for r in csv.DictReader(f)][:2]
-    proc = run(["--ckpt", best, videos[0], "missing.mp4", videos[1]], script="predict.py", check=False)
+    proc = run(["--ckpt", best, videos[0], "missing.mp4", videos[1]], script="predict.py",
+               check=False)
     assert proc.returncode == 1
     lines = proc.stdout.strip().splitlines()
     assert lines[0] == "path,score" and [line.split(",")[0] for line in lines[1:]] == videos
@@ -599,9 +650,10 @@ def scores_of(stdout):
 
 
 def test_predict_reproduces_the_evaluation(trained, tmp_path):
-    """predict.py on the run's checkpoint, its test videos given by --csv, scores what the evaluation
-    wrote to predictions.csv (the student, and with --which teacher the teacher), with the saved clip
-    geometry and number of test clips; --label-range maps the outputs to another scale."""
+    """predict.py on the run's checkpoint, its test videos given by --csv, scores what the
+    evaluation wrote to predictions.csv (the student, and with --which teacher the teacher), with
+    the saved clip geometry and number of test clips; --label-range maps the outputs to another
+    scale."""
     out, _ = trained
     with open(os.path.join(out, "predictions.csv")) as f:
         rows = list(csv.DictReader(f))
@@ -609,10 +661,13 @@ def test_predict_reproduces_the_evaluation(trained, tmp_path):
     ckpt = os.path.join(out, "last.pt")
     student = predict_here(["--ckpt", ckpt, "--csv", videos])
     assert student.returncode == 0, student.stderr
-    assert scores_of(student.stdout) == pytest.approx({r["path"]: float(r["student"]) for r in rows}, rel=1e-6)
-    teacher = predict_here(["--ckpt", ckpt, "--csv", videos, "--which", "teacher", "--label-range", "10", "20"])
+    assert scores_of(student.stdout) == pytest.approx(
+        {r["path"]: float(r["student"]) for r in rows}, rel=1e-6)
+    teacher = predict_here(["--ckpt", ckpt, "--csv", videos, "--which", "teacher",
+                            "--label-range", "10", "20"])
     assert teacher.returncode == 0, teacher.stderr
-    want = {r["path"]: 10 + 10 * float(r["teacher"]) / 100 for r in rows}  # the toy labels' range: 0..100
+    # the toy labels' range: 0..100
+    want = {r["path"]: 10 + 10 * float(r["teacher"]) / 100 for r in rows}
     assert scores_of(teacher.stdout) == pytest.approx(want, rel=1e-6)
 
 
@@ -620,15 +675,18 @@ def test_predict_loads_official_files_through_the_one_loading_path(toy, tmp_path
     video = toy_rows(toy, "test")[0]["path"]
     regressor = VideoViT(CONFIGS["tiny"]).state_dict()  # 8 x 224, a 1-output head
     torch.save({"module": {f"backbone.{k}": v for k, v in regressor.items()}}, tmp_path / "reg.pth")
-    proc = predict_here(["--ckpt", str(tmp_path / "reg.pth"), "--frames", "2", "--size", "28", video])
+    proc = predict_here(["--ckpt", str(tmp_path / "reg.pth"), "--frames", "2", "--size", "28",
+                         video])
     assert proc.returncode == 0 and proc.stdout.splitlines()[1].startswith(f"{video},")
-    torch.save(VideoViT(replace(CONFIGS["tiny"], num_outputs=710)).state_dict(), tmp_path / "k710.pth")
+    torch.save(VideoViT(replace(CONFIGS["tiny"], num_outputs=710)).state_dict(),
+               tmp_path / "k710.pth")
     proc = predict_here(["--ckpt", str(tmp_path / "k710.pth"), video])
     assert proc.returncode == 1 and "backbone, not a quality model" in proc.stderr
     del regressor["blocks.1.norm2.weight"]
     torch.save(regressor, tmp_path / "broken.pth")
     proc = predict_here(["--ckpt", str(tmp_path / "broken.pth"), video])
-    assert proc.returncode == 1 and "missing: blocks.1.norm2.weight" in proc.stderr and "broken.pth" in proc.stderr
+    assert (proc.returncode == 1 and "missing: blocks.1.norm2.weight" in proc.stderr
+            and "broken.pth" in proc.stderr)
 
 
 def test_predict_never_guesses_the_grid_of_a_bare_position_table(toy, tmp_path):
@@ -645,15 +703,18 @@ def test_predict_never_guesses_the_grid_of_a_bare_position_table(toy, tmp_path):
     torch.save(sd, tmp_path / "bare.pth")
     args = ["--ckpt", str(tmp_path / "bare.pth"), "--frames", "2", "--size", "28", video]
     refused = predict_here(args)
-    assert refused.returncode == 1 and "--ckpt-frames" in refused.stderr and "2 x 6 x 6" in refused.stderr
+    assert (refused.returncode == 1 and "--ckpt-frames" in refused.stderr
+            and "2 x 6 x 6" in refused.stderr)
     proc = predict_here(args + ["--ckpt-frames", "2"])
     assert proc.returncode == 0, proc.stderr
     target = VideoViT(replace(CONFIGS["tiny"], num_frames=2, img_size=28)).eval()
     grid = sd["pos_embed"][0, 1:].reshape(2, 6, 6, 64).permute(0, 3, 1, 2)  # (frames, D, 6, 6)
-    table = F.interpolate(grid, size=(2, 2), mode="bicubic", align_corners=False).permute(0, 2, 3, 1).reshape(1, 8, 64)
+    table = F.interpolate(grid, size=(2, 2), mode="bicubic",
+                          align_corners=False).permute(0, 2, 3, 1).reshape(1, 8, 64)
     target.load_state_dict(dict(sd, pos_embed=torch.cat([sd["pos_embed"][:, :1], table], 1)))
-    clips = data.VideoDataset([dict(path=video, mos=0.0)], train=False, frames=2, size=28, stride=4, clips=4,
-                              label_range=(0, 1))[0][0]  # the authors' test clips at 2 x 28 (predict.AUTHORS)
+    # the authors' test clips at 2 x 28 (predict.AUTHORS)
+    clips = data.VideoDataset([dict(path=video, mos=0.0)], train=False, frames=2, size=28, stride=4,
+                              clips=4, label_range=(0, 1))[0][0]
     with torch.no_grad():
         want = target(data.normalise(clips)).mean().item()
     assert scores_of(proc.stdout)[video] == pytest.approx(want, rel=1e-6)
@@ -666,7 +727,8 @@ def test_predict_never_guesses_the_grid_of_a_bare_position_table(toy, tmp_path):
 @pytest.fixture(scope="module")
 def ddp_run(toy, tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp") / "out"
-    proc = run(TINY + ["--data-root", toy, "--out", str(out), "--max-steps", "2"], script=torchrun(2))
+    proc = run(TINY + ["--data-root", toy, "--out", str(out), "--max-steps", "2"],
+               script=torchrun(2))
     return out, proc.stdout
 
 
@@ -679,22 +741,27 @@ def test_torchrun_two_cpu_processes(toy, ddp_run, tmp_path):
     main(TINY + ["--data-root", toy, "--out", str(one), "--max-steps", "2", "--batch-size", "4"])
     a, b = state(ddp / "last.pt"), state(one / "last.pt")
     close = sum((torch.isclose(a[k], b[k], rtol=1e-4, atol=1e-6)).sum().item() for k in a)
-    assert close / sum(v.numel() for v in a.values()) > 0.99  # Adam's first steps flip only near-zero grads
+    # Adam's first steps flip only near-zero grads
+    assert close / sum(v.numel() for v in a.values()) > 0.99
     with open(ddp / "predictions.csv") as f:
-        assert sorted(r["path"] for r in csv.DictReader(f)) == sorted(r["path"] for r in toy_rows(toy, "test"))
+        assert (sorted(r["path"] for r in csv.DictReader(f))
+                == sorted(r["path"] for r in toy_rows(toy, "test")))
 
 
 def test_resume_refuses_another_process_count(toy, ddp_run):
     ddp, _ = ddp_run
     before = (ddp / "last.pt").read_bytes()
-    proc = main(TINY + ["--data-root", toy, "--out", str(ddp), "--max-steps", "3", "--resume"], check=False)
+    proc = main(TINY + ["--data-root", toy, "--out", str(ddp), "--max-steps", "3", "--resume"],
+                check=False)
     assert proc.returncode == 1
-    assert proc.stderr.strip() == "--resume with other settings than the saved run would not continue it: processes 2 -> 1"
+    assert proc.stderr.strip() == ("--resume with other settings than the saved run would not "
+                                   "continue it: processes 2 -> 1")
     assert (ddp / "last.pt").read_bytes() == before
 
 
 def test_ddp_with_a_loss_term_switched_off(toy, tmp_path):
-    proc = run(TINY + ["--data-root", toy, "--out", str(tmp_path / "ddp"), "--max-steps", "1", "--w-student", "0"],
+    proc = run(TINY + ["--data-root", toy, "--out", str(tmp_path / "ddp"), "--max-steps", "1",
+                       "--w-student", "0"],
                script=torchrun(2))
     assert torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)["step"] == 1, proc.stdout
 
@@ -710,7 +777,8 @@ def test_sigterm_to_one_rank_stops_every_rank_and_rank0_saves(toy, tmp_path):
     out, rec = tmp_path / "out", tmp_path / "rec"
     rec.mkdir()
     proc = run(["--rank", "1", "--signal-at", "3", "TERM", "--record", str(rec), "--"] + TINY +
-               ["--data-root", toy, "--out", str(out)], script=torchrun(2, PATCHED), check=False, timeout=120)
+               ["--data-root", toy, "--out", str(out)], script=torchrun(2, PATCHED), check=False,
+               timeout=120)
     assert proc.returncode != 0  # the ranks exit 143
     for rank in (0, 1):
         assert [r["code"] for r in records(rec, rank) if "check" in r] == [0, 0, 1], rank
@@ -724,26 +792,30 @@ def test_a_nan_on_one_process_stops_every_process(toy, tmp_path):
     out, rec = tmp_path / "out", tmp_path / "rec"
     rec.mkdir()
     proc = run(["--rank", "1", "--nan-loss-from", "3", "--record", str(rec), "--"] + TINY +
-               ["--data-root", toy, "--out", str(out), "--save-every", "1"], script=torchrun(2, PATCHED), check=False,
-               timeout=120)
+               ["--data-root", toy, "--out", str(out), "--save-every", "1"],
+               script=torchrun(2, PATCHED), check=False, timeout=120)
     assert proc.returncode != 0  # the ranks exit 1
     assert "STOP: the loss, a gradient or the weights are not finite at step 3 (" in proc.stdout
     for rank in (0, 1):
         got = records(rec, rank)
         assert [r["code"] for r in got if "check" in r] == [0, 0, 3], rank
-        assert [(r["save"], r["step"], r["ok"]) for r in got if "save" in r] == [("last.pt", 1, True), ("last.pt", 2, True)]
-    assert hashlib.sha256((out / "last.pt").read_bytes()).hexdigest() == records(rec, 0)[-2]["sha256"]
+        assert [(r["save"], r["step"], r["ok"]) for r in got if "save" in r] == [
+            ("last.pt", 1, True), ("last.pt", 2, True)]
+    assert (hashlib.sha256((out / "last.pt").read_bytes()).hexdigest()
+            == records(rec, 0)[-2]["sha256"])
 
 
 @pytest.fixture(scope="module")
 def conv_ddp(toy, tmp_path_factory):
-    """A CNN student (BatchNorm) under 2 processes, with every rank's models dumped at every save and
-    as every evaluation starts: saves at step 2 (--save-every), then at step 3 best.pt and last.pt."""
+    """A CNN student (BatchNorm) under 2 processes, with every rank's models dumped at every save
+    and as every evaluation starts: saves at step 2 (--save-every), then at step 3 best.pt and
+    last.pt."""
     root = tmp_path_factory.mktemp("conv")
     dumps = root / "dumps"
     dumps.mkdir()
     run(["--dump-on-save", str(dumps), "--dump-on-eval", str(dumps), "--"] + TINY +
-        ["--student", "conv", "--data-root", toy, "--out", str(root / "out"), "--max-steps", "3", "--save-every", "2"],
+        ["--student", "conv", "--data-root", toy, "--out", str(root / "out"), "--max-steps", "3",
+         "--save-every", "2"],
         script=torchrun(2, PATCHED), timeout=120)
     return dumps
 
@@ -755,10 +827,12 @@ def differing(dumps, name):
 
 
 def test_ddp_batchnorm_statistics_are_equal_on_every_rank_at_every_save(conv_ddp):
-    assert sorted(p.name for p in conv_ddp.iterdir()) == [f"rank{r}-{n}.pt" for r in (0, 1) for n in ("1", "2", "3", "eval1")]
+    assert sorted(p.name for p in conv_ddp.iterdir()) == [
+        f"rank{r}-{n}.pt" for r in (0, 1) for n in ("1", "2", "3", "eval1")]
     for save in ("1", "2", "3"):
         assert differing(conv_ddp, save) == [], save
-    assert any("running_mean" in k for k in torch.load(conv_ddp / "rank0-1.pt", weights_only=True)["student"])
+    assert any("running_mean" in k
+               for k in torch.load(conv_ddp / "rank0-1.pt", weights_only=True)["student"])
 
 
 def test_ddp_batchnorm_statistics_are_equal_on_every_rank_when_evaluating(conv_ddp):
@@ -773,47 +847,58 @@ def test_ddp_batchnorm_statistics_are_equal_on_every_rank_when_evaluating(conv_d
 
 def test_missing_dataset_flags_are_one_line_errors(capsys):
     for args, flags in ((["--data", "bvihd"], "--data-root, --labels, --yuv-fps, --yuv-bit-depth"),
-                        (["--data", "bvihd", "--data-root", "x", "--labels", "y"], "--yuv-fps, --yuv-bit-depth"),
+                        (["--data", "bvihd", "--data-root", "x", "--labels", "y"],
+                         "--yuv-fps, --yuv-bit-depth"),
                         (["--data", "waterloo4k"], "--data-root"), (["--data", "csv"], "--labels")):
         with pytest.raises(SystemExit) as stop:
             train.parse_args(args + ["--device", "cpu"])
         assert stop.value.code == 2
-        assert capsys.readouterr().err.strip().splitlines() == [f"train.py: error: --data {args[1]} needs {flags}"]
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"train.py: error: --data {args[1]} needs {flags}"]
 
 
 def test_paper_profile_runs_the_frozen_teacher_in_bf16_on_a_gpu_only(monkeypatch, capsys):
     paper = ["--data", "csv", "--labels", "x.csv", "--split", "random"]
-    for argv, message in ((paper, "the paper profile needs a GPU"), (["--device", "cuda"], "--device cuda: ")):
-        with pytest.raises(SystemExit) as stop:  # no usable CUDA here: one line, not a 1B teacher on the CPU
+    for argv, message in ((paper, "the paper profile needs a GPU"),
+                          (["--device", "cuda"], "--device cuda: ")):
+        # no usable CUDA here: one line, not a 1B teacher on the CPU
+        with pytest.raises(SystemExit) as stop:
             train.parse_args(argv)
-        assert stop.value.code == 2 and capsys.readouterr().err.startswith(f"train.py: error: {message}")
+        assert (stop.value.code == 2
+                and capsys.readouterr().err.startswith(f"train.py: error: {message}"))
     assert train.parse_args(paper + ["--device", "cpu"])[0].device == "cpu"  # asked for explicitly
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert train.parse_args(paper)[0].device == "cuda"
     assert train.parse_args(paper + ["--device", "cuda"])[0].teacher_dtype == "bf16"
     assert train.parse_args(paper + ["--device", "cpu"])[0].teacher_dtype == "fp32"
-    assert train.parse_args(paper + ["--device", "cpu", "--teacher-dtype", "bf16"])[0].teacher_dtype == "bf16"
+    assert train.parse_args(paper + ["--device", "cpu",
+                                     "--teacher-dtype", "bf16"])[0].teacher_dtype == "bf16"
     assert train.parse_args(["--device", "cuda"])[0].teacher_dtype == "fp32"  # the quick profile
 
 
 def test_bad_label_files_and_videos_are_errors_naming_the_file(tmp_path):
     (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
     (tmp_path / "list.csv").write_text("path,mos,source\nbroken.mp4,50,a\ngone.mp4,40,b\n")
-    args = ["--data", "csv", "--labels", str(tmp_path / "list.csv"), "--split", "random", "--device", "cpu",
-            "--out", str(tmp_path)]
+    args = ["--data", "csv", "--labels", str(tmp_path / "list.csv"), "--split", "random",
+            "--device", "cpu", "--out", str(tmp_path)]
     proc = main(args, check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.startswith("train.py: ") and "list.csv, line 3" in proc.stderr and "gone.mp4" in proc.stderr
-    (tmp_path / "list.csv").write_text("path,mos,source\n" + "".join(f"broken.mp4,{i},s{i}\n" for i in range(1)) +
+    assert (proc.stderr.startswith("train.py: ") and "list.csv, line 3" in proc.stderr
+            and "gone.mp4" in proc.stderr)
+    (tmp_path / "list.csv").write_text("path,mos,source\n" +
+                                       "".join(f"broken.mp4,{i},s{i}\n" for i in range(1)) +
                                        "".join(f"x{i}.mp4,{i},s{i}\n" for i in range(1, 9)))
     for i in range(1, 9):
         (tmp_path / f"x{i}.mp4").write_bytes(b"")
     proc = main(args + ["--test-fraction", "0.5"], check=False)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "cannot be read" in proc.stderr
+    assert (proc.returncode == 1 and "Traceback" not in proc.stderr
+            and "cannot be read" in proc.stderr)
     assert "broken.mp4" in proc.stderr and "x1.mp4: empty file" in proc.stderr
 
 
 def test_a_batch_larger_than_the_training_set_is_an_error(toy, tmp_path):
-    proc = main(TINY + ["--data-root", toy, "--out", str(tmp_path), "--batch-size", "8", "--grad-accum", "4"],
+    proc = main(TINY + ["--data-root", toy, "--out", str(tmp_path), "--batch-size", "8",
+                        "--grad-accum", "4"],
                 check=False)
-    assert proc.returncode == 1 and "24 training videos do not fill one optimizer step of 32 clips" in proc.stderr
+    assert (proc.returncode == 1
+            and "24 training videos do not fill one optimizer step of 32 clips" in proc.stderr)
