@@ -134,9 +134,12 @@ def yuv_args(item):
     return {k: item[k] for k in YUV_KEYS if item.get(k) not in (None, "")}
 
 
+PROBE_VERSION = 1  # bump when probe()'s output changes: remembered probes are then redone
+
+
 def _probe_key(item):
     st = os.stat(item["path"])
-    return repr((os.path.abspath(item["path"]), st.st_size, st.st_mtime_ns,
+    return repr((PROBE_VERSION, os.path.abspath(item["path"]), st.st_size, st.st_mtime_ns,
                  sorted(yuv_args(item).items())))
 
 

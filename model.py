@@ -330,8 +330,9 @@ class VideoViT(nn.Module):
         return x + self.pos_embed.to(x.dtype)
 
     def run_blocks(self, x, blocks):
-        """Each block reads the residual stream in its own weights' dtype: the one place where a
-        bf16 frozen prefix (distill.Distiller's teacher_dtype) hands over to an fp32 tail."""
+        """Each block reads the residual stream in its own weights' dtype, as embed and pool do:
+        so a bf16 frozen prefix (distill.Distiller's teacher_dtype) hands over to an fp32 tail in
+        every forward, training, evaluation and predict.py alike."""
         for blk in blocks:
             x = x.to(blk.norm1.weight.dtype)
             if self.cfg.grad_checkpointing and torch.is_grad_enabled():
@@ -457,15 +458,17 @@ def remap_state_dict(sd):
         sd = inner[0]
     if not isinstance(sd, dict):
         raise ValueError(f"expected a state dict, got {type(sd).__name__}")
-    out, dropped = {}, []
+    out, dropped, origin = {}, [], {}
     for key, value in sd.items():
         name = key
         while name.startswith(PREFIXES):
             name = name.split(".", 1)[1]
         if name.startswith(DROPPED) or not torch.is_tensor(value):
             dropped.append(key)
+        elif name in out:
+            raise ValueError(f"the file holds {origin[name]!r} and {key!r}: both are {name!r}")
         else:
-            out[name] = value
+            out[name], origin[name] = value, key
     return out, dropped
 
 
@@ -514,6 +517,13 @@ def resize_pos_embed(pos, grid, src_grid):
         x = F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False)
     x = x.permute(0, 2, 3, 1).reshape(1, t * h * w, D)
     return torch.cat([cls, x.to(pos.dtype)], dim=1)
+
+
+def own_tensor(t):
+    """t, or a copy of it when it is a view into a larger storage (shared with other keys, or with
+    dropped decoders): the weights of a model built on the meta device become the file's tensors,
+    so they must not tie parameters together nor keep a dropped part in memory."""
+    return t if t.untyped_storage().nbytes() == t.numel() * t.element_size() else t.clone()
 
 
 def read_checkpoint(path, trust=False):
@@ -576,7 +586,7 @@ def load_internvideo2(model, ckpt, strict=True, trust=False, grid=None, frames=N
             sd["pos_embed"] = resize_pos_embed(sd["pos_embed"], model.grid, src)
             report["resized"].append(f"pos_embed {old} on a {' x '.join(map(str, src))} grid -> "
                                      f"{tuple(sd['pos_embed'].shape)}")
-    sd = {k: v.to(own[k].dtype) for k, v in sd.items()
+    sd = {k: own_tensor(v.to(own[k].dtype)) for k, v in sd.items()
           if k in own and v.shape == own[k].shape}  # a bf16 file trains in the model's dtype
     on_meta = any(p.is_meta for p in model.parameters())
     # assign: the tensors become the weights

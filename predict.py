@@ -72,13 +72,12 @@ def main():
     model, (lo, hi), geo, dtype = load_model(args.ckpt, args.which, args)
     lo, hi = args.label_range or (lo, hi)
     device = torch.device(args.device)
-    dtype = ({"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype) if device.type == "cuda"
-             else None)
+    dtype = runtime.DTYPES[dtype] if device.type == "cuda" else None  # a CPU: float32
     geo.update({k: v for k, v in (("stride", args.stride), ("clips", args.clips)) if v})
     model.to(device).eval()
     paths = list(args.videos)
     if args.csv:  # only a `path` column is needed; missing files get their error line below
-        with open(args.csv, newline="") as f:
+        with open(args.csv, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's BOM
             rows = list(csv.DictReader(f))
         if rows and "path" not in rows[0]:
             sys.exit(f"{args.csv}: no `path` column (header: {', '.join(rows[0])})")

@@ -35,6 +35,8 @@ import metrics
 from model import (CONFIGS, ConvVQA, VideoViT, ViTConfig, load_internvideo2, read_checkpoint,
                    remap_state_dict)
 
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # --dtype: autocast's
+
 # -----------------------------------------------------------------------------------------------
 # Processes
 
@@ -57,6 +59,11 @@ def init_distributed(device):
 def teardown():
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def collective_device(device):
+    """Where small tensors for a collective live: the GPU under NCCL, the CPU under gloo."""
+    return device if device.type == "cuda" else torch.device("cpu")
 
 
 def rank_and_world():
@@ -148,16 +155,20 @@ class Stopper:
     """Why the training loop stops, the same answer on every process. Signal handlers only note
     the signal; check() combines it with this process's verdict on its loss and gradients and
     takes the largest code over all processes: one all_reduce and one host sync per step.
-    Codes: 0 go on, 1 SIGTERM, 2 Ctrl-C, 3 a non-finite loss, gradient or weight (NaN)."""
+    Codes: 0 go on, 1 SIGTERM, 2 Ctrl-C, 3 a non-finite loss, gradient or weight (NaN). A
+    signal is acted on at the end of the optimizer step (an evaluation under way finishes first);
+    a second Ctrl-C stops at once, saving nothing."""
 
     NAMES = {1: "SIGTERM", 2: "Ctrl-C", 3: "NaN"}
 
     def __init__(self, device):
         self.signalled = 0
-        self.device = device if device.type == "cuda" else torch.device("cpu")  # NCCL / gloo
+        self.device = collective_device(device)
         self._old = {s: signal.signal(s, self._note) for s in (signal.SIGTERM, signal.SIGINT)}
 
     def _note(self, signum, frame):
+        if signum == signal.SIGINT and self.signalled == 2:
+            raise KeyboardInterrupt  # Ctrl-C twice: stop now, without waiting for the step
         self.signalled = max(self.signalled, 1 if signum == signal.SIGTERM else 2)
 
     def check(self, finite):
@@ -201,8 +212,9 @@ def weights_finite(model):
 class Checkpoints:
     """The checkpoints of one run, OUT/last.pt and OUT/best.pt: plain dicts that torch.load(...,
     weights_only=True) reads, with every model's weights (a teacher loaded from a file and frozen
-    in part: its trainable part), optimizer, scheduler, scaler, the loop state (step, best,
-    history), `meta` (config, label range, model configs) and every process's RNG state.
+    in part: its trainable part, with the size and time of the file the rest is in), optimizer,
+    scheduler, scaler, the loop state (step, best, history), the fields of `meta` (config, label
+    range, model configs, world) and every process's RNG state.
 
     save() is called by every process: their RNG states are gathered and their copies of the
     models checked equal, then rank 0 writes a temporary file and renames it, so a crash never
@@ -221,8 +233,8 @@ class Checkpoints:
         """rng: this process's RNG state taken earlier (a stopped step's, as the step found it)."""
         for m in self.models.values():
             sync_buffers(m)  # BatchNorm statistics: rank 0's on every process
-        on = self.device if self.device.type == "cuda" else torch.device("cpu")
-        ok = torch.tensor(all(map(weights_finite, self.models.values())), device=on)
+        ok = torch.tensor(all(map(weights_finite, self.models.values())),
+                          device=collective_device(self.device))
         rngs = [rng or rng_state(self.device)]
         if dist.is_initialized():
             dist.all_reduce(ok, op=dist.ReduceOp.MIN)
@@ -233,7 +245,9 @@ class Checkpoints:
         for m in self.models.values():
             check_replicas(m)
         if is_master():
+            base = self.meta["config"].get("teacher_ckpt") if self.partial else None
             ckpt = dict({k: self._weights(k) for k in self.models}, teacher_partial=self.partial,
+                        teacher_file=file_stamp(base) if base else None,
                         optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(),
                         scaler=self.scaler.state_dict(), **loop, **self.meta, rng=rngs)
             path = os.path.join(self.out, name)
@@ -257,6 +271,9 @@ class Checkpoints:
                    if saved.get(k) != getattr(args, k)]
         if ckpt.get("world", 1) != world:
             changed.append(f"processes {ckpt.get('world', 1)} -> {world}")
+        base = saved.get("teacher_ckpt")
+        if ckpt.get("teacher_file") and ckpt["teacher_file"] != file_stamp(base):
+            changed.append(f"{base} has changed since (its frozen teacher blocks came from it)")
         if changed:
             raise SystemExit(f"--resume with other settings than the saved run would not continue "
                              f"it: {', '.join(changed)}")
@@ -278,6 +295,12 @@ class Checkpoints:
 
 # -----------------------------------------------------------------------------------------------
 # Reading weights: a checkpoint of this project, or an official file
+
+
+def file_stamp(path):
+    """[size, modification time in ns] of a file: what tells that it is still the same file."""
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns]
 
 
 def is_ours(ckpt):
@@ -305,17 +328,25 @@ def load_weights(model, path, which="student", trust=False, frames=None, ckpt=No
                 raise ValueError("is not a checkpoint of this project; only those hold a CNN "
                                  "student")
             return load_internvideo2(model, ckpt, frames=frames)
-        if not ckpt.get(which):
-            raise ValueError(f"holds no {which} weights")
-        if isinstance(model, ConvVQA):
-            model.load_state_dict(ckpt[which], assign=any(p.is_meta for p in model.parameters()))
-            return dict(loaded=sorted(ckpt[which]), dropped=[], resized=[], left_at_init=[])
+        if ckpt.get(which) is None:
+            other = "student" if which == "teacher" else "teacher"
+            hint = f" (it holds a {other}: --which {other})" if ckpt.get(other) is not None else ""
+            raise ValueError(f"holds no {which} weights{hint}")
+        if isinstance(model, ConvVQA):  # its own keys, strictly, in the model's dtypes
+            own = model.state_dict()
+            sd = {k: v.to(own[k].dtype) if k in own else v for k, v in ckpt[which].items()}
+            model.load_state_dict(sd, assign=any(p.is_meta for p in model.parameters()))
+            return dict(loaded=sorted(sd), dropped=[], resized=[], left_at_init=[])
         cfg = ckpt.get(f"{which}_config")
         if ckpt.get(f"{which}_partial"):  # the frozen part first, from where it came
             base = ckpt["config"].get(f"{which}_ckpt")
             if not base or not os.path.exists(base):
                 raise ValueError(f"holds only the trainable part of its {which}; the rest is in "
                                  f"{base}, which is not there")
+            stamp = ckpt.get(f"{which}_file")
+            if stamp and stamp != file_stamp(base):
+                raise ValueError(f"holds only the trainable part of its {which}; the rest was in "
+                                 f"{base}, which has changed since (size or time)")
             report = load_weights(model, base, which, trust, ckpt["config"].get("ckpt_frames"))
             extra = set(ckpt[which]) - set(model.state_dict())
             if extra:
@@ -339,8 +370,11 @@ def read_model(path, which="student", trust=False, frames=None, **shape):
         base = ViTConfig(**cfg) if cfg else None if is_ours(ckpt) else config_of(ckpt)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
-    with torch.device("meta"):
-        model = ConvVQA() if base is None else VideoViT(replace(base, **shape))
+    if base is None:
+        model = ConvVQA()
+    else:
+        with torch.device("meta"):
+            model = VideoViT(replace(base, **shape))
     report = load_weights(model, path, which, trust, frames, ckpt)
     return model, ckpt, report
 

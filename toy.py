@@ -458,6 +458,11 @@ def _build_toy(tmp, names, graphs, sources, codecs, frames, size, workers, log, 
     shutil.rmtree(tmp / "work")
 
 
+def _bad_size(size):
+    """A frame size (w, h) that some encoder refuses: not two even numbers of at least 16."""
+    return len(size) != 2 or any(s < 16 or s % 2 for s in size)
+
+
 def make_toy_dataset(root, tiny=False, sources=None, codecs=None, frames=None, size=TOY_SIZE,
                      workers=2, log=print):
     """Build (or find cached) the toy set in `root`; return the path of its `toy.csv`.
@@ -475,7 +480,7 @@ def make_toy_dataset(root, tiny=False, sources=None, codecs=None, frames=None, s
     frames = frames or (TOY_TINY["frames"] if tiny else TOY_FRAMES)
     size = tuple(size)
     unknown = [c for c in codecs if c not in TOY_CODECS]
-    bad_size = len(size) != 2 or any(s < 16 or s % 2 for s in size)
+    bad_size = _bad_size(size)
     if (tiny and sources is not None) or unknown or frames < 2 or bad_size:
         raise ValueError(f"toy set: need tiny or sources (not both), codecs from "
                          f"{', '.join(TOY_CODECS)}, frames >= 2 and an even size >= 16; got "
@@ -501,7 +506,6 @@ def make_toy_dataset(root, tiny=False, sources=None, codecs=None, frames=None, s
 
 # the two cheapest encoders, of two generations: ~65 s on 2 idle cores (module docstring)
 CORPUS_CONTENTS, CORPUS_CODECS = 200, ("h264", "av1")
-CORPUS_COLUMNS = ["path", "mos", "source", "codec", "level", "split", "reference"]  # split: train
 
 
 def _build_corpus(tmp, graphs, chosen, frames, size, workers, log, root):
@@ -518,7 +522,7 @@ def _build_corpus(tmp, graphs, chosen, frames, size, workers, log, root):
     inputs = [["-f", "lavfi", "-i", g] for g in graphs.values()]
     step = _progress(log, len(graphs), "corpus")
     rows = _encode_contents(tmp, list(graphs), inputs, chosen, frames, size, workers, step)
-    _write_csv(tmp / "corpus.csv", [dict(row, split="train") for row in rows], CORPUS_COLUMNS)
+    _write_csv(tmp / "corpus.csv", [dict(row, split="train") for row in rows], TOY_COLUMNS)
     shutil.rmtree(tmp / "work")
 
 
@@ -538,7 +542,7 @@ def make_corpus(root, contents=CORPUS_CONTENTS, seed=0, codecs=CORPUS_CODECS, pe
     root, codecs, size = pathlib.Path(root), tuple(codecs), tuple(size)
     graphs = draw_contents(contents, seed)  # checks contents and seed
     bad = [c for c in codecs if c not in TOY_CODECS or c in TOY_HELD_OUT or codecs.count(c) > 1]
-    bad_size = len(size) != 2 or any(s < 16 or s % 2 for s in size)
+    bad_size = _bad_size(size)
     k = len(codecs) if per_content is None else per_content
     if not codecs or bad or not isinstance(frames, int) or frames < 2 or bad_size or \
             not (isinstance(k, int) and 1 <= k <= len(codecs)):

@@ -15,9 +15,10 @@ by SRCC), predictions.csv and scatter.png.
 With no data and no weights (--data toy, the default) it is the paper in miniature: the toy set
 is generated (toy.py); a teacher is first trained alone on a corpus of other synthetic contents
 (the teacher stage: this script with --student none, cached); then it is distilled into the
-student on the toy set's training contents. Options not given come from a profile, quick for
---data toy and paper otherwise (`--help` shows both; the first log line, what runs). Processes,
-stops, checkpoints and reports are runtime.py's, so that this file reads as the method.
+student on the toy set's training contents. With --student none the teacher trains alone and
+best.pt is the best teacher. Options not given come from a profile, quick for --data toy and
+paper otherwise (`--help` shows both; the first log line, what runs). Processes, stops,
+checkpoints and reports are runtime.py's, so that this file reads as the method.
 """
 import argparse
 import hashlib
@@ -35,7 +36,7 @@ import datasets
 import metrics
 import runtime
 import toy
-from distill import Distiller, build_optimizer, freeze_teacher
+from distill import TRAINABLE, Distiller, build_optimizer, freeze_teacher
 from model import CONFIGS, ConvVQA, VideoViT, flops_per_clip
 from runtime import print0
 
@@ -60,10 +61,11 @@ NEEDS = {"csv": ["labels"], "waterloo4k": ["data_root"],
          "bvihd": ["data_root", "labels", "yuv_fps", "yuv_bit_depth"]}
 # What changes a run's result: --resume refuses a checkpoint saved with other values of these.
 RESUME_SAME = ("student", "teacher", "teacher_ckpt", "student_ckpt", "data", "data_root", "labels",
-               "split", "split_seed", "frames", "size", "stride", "resize", "epochs", "batch_size",
-               "grad_accum", "lr", "seed", "w_teacher", "w_student", "w_align", "teacher_trainable",
-               "align_to_teacher", "toy_sources", "fragments", "weight_decay", "layer_decay",
-               "pretrain", "label_range")
+               "split", "split_seed", "test_fraction", "toy_variant", "toy_sources", "frames",
+               "size", "stride", "resize", "fragments", "epochs", "batch_size", "grad_accum", "lr",
+               "warmup", "weight_decay", "layer_decay", "clip_grad", "drop_path", "dtype",
+               "teacher_dtype", "seed", "w_teacher", "w_student", "w_align", "teacher_trainable",
+               "align_to_teacher", "pretrain", "label_range", "ckpt_frames")
 
 
 class Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -92,16 +94,16 @@ def parse_args(argv=None):
     add("--student", default="small", choices=[*CONFIGS, "conv", "none"],
         help="student network (tiny: for tests; none: the teacher alone)")
     profiled("--teacher", "teacher size", choices=[*CONFIGS, "none"])
-    add("--teacher-ckpt", help="official InternVideo2 file or a checkpoint of this project "
-        "(not given: the teacher stage's with --pretrain, else a random initialisation)")
-    add("--student-ckpt", help="official InternVideo2 file or a checkpoint of this project "
-        "(not given: a random initialisation)")
+    add("--teacher-ckpt", help="official InternVideo2 file or a checkpoint of this project (its "
+        "teacher) (not given: the teacher stage's with --pretrain, else a random initialisation)")
+    add("--student-ckpt", help="official InternVideo2 file or a checkpoint of this project (its "
+        "student) (not given: a random initialisation)")
     profiled("--pretrain", "contents of the corpus the teacher first learns alone when no "
              "--teacher-ckpt is given (toy data only; 0: none)", type=int)
     add("--ckpt-frames", type=int, help="frame count of a checkpoint position table with several "
         "readings (not given: such a table is an error)")
     add("--trust-ckpt", action="store_true", help="allow full unpickling of checkpoint files")
-    add("--teacher-trainable", default="last", choices=["last", "last+embed", "none", "all"],
+    add("--teacher-trainable", default="last", choices=TRAINABLE,
         help="what of the teacher trains (last: its last block and head; a teacher without a "
         "file trained alone, --student none: all of it)")
     profiled("--init-values", "LayerScale init of models not loaded from a file", type=float)
@@ -109,7 +111,7 @@ def parse_args(argv=None):
              choices=["normal", "dct"])
     profiled("--drop-path", "stochastic depth of the student", type=float)
     add("--grad-checkpointing", action="store_true",
-        help="recompute student activations in backward")
+        help="recompute the ViTs' block activations in backward (less memory, more time)")
     # loss: a weight of 0 removes its term
     add("--w-teacher", type=float, default=1.0, help="weight of L2(teacher score, MOS)")
     add("--w-student", type=float, default=1.0, help="weight of L2(student score, MOS)")
@@ -158,7 +160,8 @@ def parse_args(argv=None):
     add("--clip-grad", type=float, default=5.0,
         help="max gradient norm, per model (0: no clipping)")
     profiled("--dtype", "autocast dtype", choices=["fp32", "bf16", "fp16"])
-    profiled("--teacher-dtype", "dtype of the frozen teacher blocks (bf16 on a GPU only)",
+    profiled("--teacher-dtype", "dtype of the frozen teacher blocks (not given on a CPU: fp32, "
+             "which has no fast bf16)",
              choices=["fp32", "bf16"])
     add("--compile", action="store_true", help="torch.compile the models")
     add("--deterministic", action="store_true", help="deterministic kernels, slower (needed for "
@@ -197,8 +200,22 @@ def parse_args(argv=None):
         error("--toy-sources needs --data toy")
     if args.cache and (not args.resize or args.fragments):
         error("--cache holds resized frames: it needs --resize and no --fragments")
+    if args.data != "toy" and "pretrain" not in given:
+        args.pretrain = 0  # the quick profile on other data: no corpus of toy contents
     if args.pretrain and args.data != "toy":
         error("--pretrain builds its corpus at the toy set's geometry: it needs --data toy")
+    if args.label_range and not args.label_range[1] > args.label_range[0]:
+        error(f"--label-range {args.label_range[0]:g} {args.label_range[1]:g}: HI must exceed LO")
+    vits = [n for n in (args.student, args.teacher) if n in CONFIGS]
+    if vits and args.size % CONFIGS[vits[0]].patch_size:
+        error(f"--size {args.size} is not a multiple of the ViT patch size "
+              f"({CONFIGS[vits[0]].patch_size})")
+    if args.fragments and args.size % args.fragments:
+        error(f"--fragments {args.fragments} needs a --size that is a multiple of it, got "
+              f"{args.size}")
+    for k in ("teacher_ckpt", "student_ckpt"):  # absolute: a checkpoint names it; read anywhere
+        if getattr(args, k):
+            setattr(args, k, os.path.abspath(getattr(args, k)))
     cuda = torch.cuda.is_available()
     if args.device is None and not cuda and not quick:
         error(f"the paper profile needs a GPU and torch {torch.__version__} sees none "
@@ -247,14 +264,24 @@ def read_items(args):
         seen = {it["source"] for it in train_items}
         test_items = [it for it in datasets.load_csv(args.test_labels) if it["source"] not in seen]
     if len(test_items) < 4 or not train_items:
+        fix = "other --test-labels" if args.test_labels else \
+            "more sources, or another --test-fraction"
         raise ValueError(f"the split leaves {len(train_items)} train and {len(test_items)} test "
-                         f"videos: metrics need at least 4 test videos (more sources, or another "
-                         f"--test-fraction)")
+                         f"videos: metrics need at least 4 test videos ({fix})")
     return train_items, test_items, split_test
 
 
 # -----------------------------------------------------------------------------------------------
 # The teacher stage: what the teacher knows before it meets the student's labels
+
+
+def needs_stage(args):
+    """A toy run that distils (or resumes one), with no teacher file: its teacher is the stage's.
+    Not for a teacher trained alone (--student none trains it from scratch), one no loss term uses,
+    or a plain --eval-only (it evaluates the files it is given)."""
+    used = args.teacher != "none" and (args.w_teacher or args.w_align)
+    return bool(args.pretrain and not args.teacher_ckpt and used and args.student != "none"
+                and (args.resume or not args.eval_only))
 
 
 def teacher_stage(args, test_items):
@@ -266,6 +293,8 @@ def teacher_stage(args, test_items):
         corpus = toy.make_corpus(os.path.join(beside, f"corpus-{args.pretrain}"),
                                  contents=args.pretrain, log=print0)
     stage = [*STAGE, *(f"--{k.replace('_', '-')}={getattr(args, k)}" for k in TO_STAGE),
+             *(["--resize"] if args.resize else []),  # the run's clips, where not the default
+             *([f"--fragments={args.fragments}"] if args.fragments else []),
              "--data", "csv", "--labels", str(corpus), "--split", "official",
              "--label-range", "0", "100"]  # VMAF, as the toy set's
     inputs = dict(stage=stage, corpus=(corpus.parent / toy.MARKER).read_text())
@@ -310,7 +339,7 @@ def build_models(args, mean_target):
     it; every fresh head starts at the mean training target, so the first steps learn ranking."""
     teacher = student = None
     fresh = []
-    if args.teacher != "none":
+    if args.teacher != "none" and (args.w_teacher or args.w_align or args.student == "none"):
         teacher = vit(args, args.teacher, args.init_values, 0.0, bool(args.teacher_ckpt))
         if not args.teacher_ckpt or load(teacher, args.teacher_ckpt, "teacher", args):
             fresh.append(teacher)
@@ -323,10 +352,9 @@ def build_models(args, mean_target):
         trainable = "all" if alone else args.teacher_trainable
         freeze_teacher(teacher, "none" if args.w_teacher == 0 and not args.align_to_teacher
                        else trainable)  # no gradient can reach it
-    if args.student != "none":
-        with torch.device("meta" if args.student_ckpt else "cpu"):
-            student = ConvVQA() if args.student == "conv" else \
-                vit(args, args.student, args.init_values, args.drop_path, bool(args.student_ckpt))
+    if args.student != "none":  # the CNN is small: built as it is, then loaded
+        student = ConvVQA() if args.student == "conv" else \
+            vit(args, args.student, args.init_values, args.drop_path, bool(args.student_ckpt))
         if not args.student_ckpt or load(student, args.student_ckpt, "student", args):
             fresh.append(student)
     with torch.no_grad():
@@ -356,16 +384,19 @@ def loader(dataset, args, device, **kw):
 
 
 def autocast(args, device):
-    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    dtype = runtime.DTYPES[args.dtype]
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
 @torch.no_grad()
 def evaluate(models, test_set, args, device, label_range):
     """{name: the score of every test video, in test order, on the label scale} of models {name:
-    module}. Each process scores every world-th video; every process gets all the scores."""
+    module}, in eval mode. Each process scores every world-th video; each gets all the scores."""
     rank, world = runtime.rank_and_world()
     lo, hi = label_range
+    for m in models.values():  # BatchNorm statistics: every process scores with rank 0's
+        runtime.sync_buffers(m)
+        m.eval()  # the caller puts them back in training mode
     mine = torch.utils.data.Subset(test_set, range(rank, len(test_set), world))  # each video once
     rows, t0, shown = [], time.time(), time.time()
     for clips, _, index in loader(mine, args, device, batch_size=max(1, args.batch_size // 2)):
@@ -422,17 +453,17 @@ def train(args, profile_name):
 
     # -------------------------------------------------------------------------------------------
     # Data
-    t0 = time.time()
     try:  # a bad label file, video or split: one message naming the file, not a traceback
         train_items, test_items, split_test = read_items(args)
         lo, hi = args.label_range or datasets.label_range(args.data, train_items)
         memo = os.path.join(args.cache or args.out, "probes.json")  # unchanged files: read once
+        t0 = time.time()
         probes = runtime.on_master(lambda: data.check_videos(train_items + test_items, memo=memo))
         info = {it["path"]: p for it, p in zip(train_items + test_items, probes)}
         count = lambda its: f"{len(its)} videos ({len({it['source'] for it in its})} sources)"
         print0(f"data: {args.data}, train {count(train_items)}, test {count(test_items)}, labels "
                f"{lo:g}..{hi:g} -> targets 0..1; every video checked in {time.time() - t0:.0f}s")
-        if args.pretrain and not args.teacher_ckpt and args.teacher != "none":
+        if needs_stage(args):
             args.teacher_ckpt = teacher_stage(args, split_test)
     except (OSError, ValueError, RuntimeError) as e:  # RuntimeError: ffmpeg's, in a toy build
         raise SystemExit(f"train.py: {e}") from None
@@ -466,6 +497,7 @@ def train(args, profile_name):
     ddp_model = model if world == 1 else torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[device] if device.type == "cuda" else None)
     train_model = torch.compile(ddp_model) if args.compile else ddp_model  # DDP first, then compile
+    model.train()  # and the frozen teacher blocks in eval mode (Distiller.train)
     torch.manual_seed(args.seed + 1000 * rank)
 
     # -------------------------------------------------------------------------------------------
@@ -489,19 +521,11 @@ def train(args, profile_name):
         loop = ckpts.resume(args, RESUME_SAME)
         print0(f"resumed from {args.out}/last.pt at step {loop['step']}/{total_steps}")
 
-    def evaluation(header):  # one evaluation: scores, the report, and whether they are finite
-        t_eval = time.time()
-        for m in models.values():
-            runtime.sync_buffers(m)  # BatchNorm statistics: every process scores with rank 0's
-        model.eval()
-        scores = evaluate(models, test_set, args, device, (lo, hi))
-        model.train()
-        header = header + f", {time.time() - t_eval:.0f}s)"
-        result = runtime.report(scores, test_items, baseline, args.out, header, not loop["history"])
-        return result, all(math.isfinite(v) for s in scores.values() for v in s)
-
+    shown = dict(items=test_items, baseline=baseline, out=args.out)  # what each report shows
     if args.eval_only:
-        result, _ = evaluation(f"eval ({len(test_items)} test videos x {args.test_clips} clips")
+        scores = evaluate(models, test_set, args, device, (lo, hi))
+        result = runtime.report(scores, **shown, header=f"eval ({len(test_items)} test videos x "
+                                f"{args.test_clips} clips)", first=True)
         print0(runtime.best_line(result, baseline))
         return 0
 
@@ -520,8 +544,9 @@ def train(args, profile_name):
             for i, (x, y, _) in enumerate(epoch_batches(train_set, args, device, epoch, skip,
                                                         steps_per_epoch)):
                 log["waited"] += time.time() - t_ready  # the loop stood still for data
-                if i % args.grad_accum == 0:  # a stop saves the RNG as this step found it
-                    step_rng, loss_sum = runtime.rng_state(device), 0
+                if i % args.grad_accum == 0:  # a stop saves the RNG and BatchNorm statistics
+                    step_rng, loss_sum = runtime.rng_state(device), 0  # as this step found them
+                    step_buffers = {k: b.clone() for k, b in model.named_buffers()}
                 last_micro = (i + 1) % args.grad_accum == 0
                 if world > 1:  # DDP reduces the gradients of the last micro-step only
                     ddp_model.require_backward_grad_sync = last_micro
@@ -554,9 +579,13 @@ def train(args, profile_name):
             if code:
                 break
             if loop["step"] % steps_per_epoch == 0 or loop["step"] == end:
-                result, finite = evaluation(f"eval after epoch {epoch + 1} ({len(test_items)} "
-                                            f"test videos x {args.test_clips} clips")
-                if not finite:
+                t_eval = time.time()
+                scores = evaluate(models, test_set, args, device, (lo, hi))
+                model.train()  # Distiller.train: the frozen teacher blocks stay in eval mode
+                header = (f"eval after epoch {epoch + 1} ({len(test_items)} test videos x "
+                          f"{args.test_clips} clips, {time.time() - t_eval:.0f}s)")
+                result = runtime.report(scores, **shown, header=header, first=not loop["history"])
+                if not all(math.isfinite(v) for s in scores.values() for v in s):
                     code, bad_step = 3, loop["step"]  # the weights went non-finite: save nothing
                     break
                 loop["history"].append(dict(step=loop["step"], **result))
@@ -573,10 +602,15 @@ def train(args, profile_name):
                f"{sched.get_last_lr()[0]:.2e}). Nothing was saved after the last good checkpoint "
                f"{args.out}/last.pt; lower --lr or try --dtype fp32.")
         return 1
-    if code:
-        ckpts.save("last.pt", loop, rng=step_rng)
-        print0(f"{runtime.Stopper.NAMES[code]}: saved {args.out}/last.pt at step {loop['step']}; "
-               f"continue with --resume")
+    if code:  # the stopped step is not applied: its BatchNorm updates are undone too
+        with torch.no_grad():
+            for k, b in model.named_buffers():
+                b.copy_(step_buffers[k])
+        saved = ckpts.save("last.pt", loop, rng=step_rng)
+        print0(f"{runtime.Stopper.NAMES[code]}: " + (
+            f"saved {args.out}/last.pt at step {loop['step']}; continue with --resume" if saved
+            else f"nothing saved (the weights are not finite); {args.out}/last.pt is the last "
+                 f"good one"))
         return 130 if code == 2 else 143
     print0(f"done in {(time.time() - t_start) / 60:.1f} min")
     print0(runtime.best_line(loop["best"], baseline))

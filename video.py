@@ -6,7 +6,8 @@ side resized, from any container the bundled ffmpeg opens (imageio-ffmpeg) or fr
 4:2:0 .yuv (numpy memmap). Only the wanted frames are converted and resized, and every ffmpeg
 call has a timeout sized to its work, so a hung decoder is an error naming the file, not a hung
 DataLoader worker. This is the one file to replace if you bring your own decoder: data.py needs
-only probe(), read_clip(), resized_size(), resize() and YUV_KEYS from it.
+only probe(), read_clip(), resized_size(), resize(), is_yuv(), yuv_format(), SWS and YUV_KEYS
+from it.
 
     info = probe("clip.mp4")                        # dict(frames, width, height, fps, start)
     frames = read_clip("clip.mp4", [0, 4, 8, 12], short_side=224)   # (4, 224, W', 3) uint8

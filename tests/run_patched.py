@@ -18,7 +18,7 @@ step is applied, so "at step N" means: steps 1..N-1 were applied, step N is bein
 --record DIR          DIR/rank{R}.jsonl: one line per check (its code) and per save (name, step,
                       result, sha256 of the file written)
 --dump-on-save DIR    DIR/rank{R}-{i}.pt: every model's state_dict after the i-th save
---dump-on-eval DIR    DIR/rank{R}-eval{i}.pt: every model's state_dict as the i-th evaluation starts
+--dump-on-eval DIR    DIR/rank{R}-eval{i}.pt: every model's state_dict the i-th evaluation used
 """
 import argparse
 import hashlib
@@ -144,10 +144,11 @@ def main():
 
     def patched_evaluate(models, *args, **kwargs):
         evals[0] += 1
-        if faults.dump_on_eval:
+        scores = evaluate(models, *args, **kwargs)
+        if faults.dump_on_eval:  # after it: in eval mode the statistics it used stay as they were
             torch.save({k: m.state_dict() for k, m in models.items()},
                        os.path.join(faults.dump_on_eval, f"rank{rank}-eval{evals[0]}.pt"))
-        return evaluate(models, *args, **kwargs)
+        return scores
 
     train.evaluate = patched_evaluate
     sys.exit(train.main(train_args))

@@ -120,7 +120,7 @@ def where(args, row, seed):
     base = row[: -len(" on VVC")] if vvc else row
     if base == "teacher pre-trained":  # the stage's folder, from the run that loaded it
         run = folder(args, "small+KD", seed)
-        ckpt = torch.load(os.path.join(run, "last.pt"), weights_only=True)
+        ckpt = torch.load(os.path.join(run, "last.pt"), map_location="cpu", weights_only=True)
         return os.path.dirname(ckpt["config"]["teacher_ckpt"]), "teacher"
     source = "small+KD" if base == "teacher" else base
     return folder(args, f"{source} on VVC" if vvc else source, seed), \
@@ -137,7 +137,8 @@ def result(args, row, seed, sources):
     mos, pred, src = zip(*got)
     r = metrics.evaluate(pred, mos)
     r["within"] = metrics.within_source_srcc(pred, mos, src)["srcc"]
-    history = torch.load(os.path.join(out, "last.pt"), weights_only=True)["history"] \
+    history = torch.load(os.path.join(out, "last.pt"), map_location="cpu",
+                         weights_only=True)["history"] \
         if not row.endswith(" on VVC") else []
     r["best"] = max((h[column]["srcc"] for h in history), default=float("nan"))
     return r
