@@ -88,7 +88,9 @@ def run(args, row, seed, out, *more):
     cmd = [sys.executable, TRAIN_PY, *common(args), *RUNS[row][0], "--seed", str(seed),
            "--out", out, *args.extra, *more]
     env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // args.jobs)))
-    print(f"[{time.strftime('%H:%M:%S')}] {os.path.basename(out)}: {' '.join(cmd[1:])}", flush=True)
+    line = f"[{time.strftime('%H:%M:%S')}] {os.path.basename(out)}: {' '.join(cmd[1:])}\n"
+    sys.stdout.write(line)  # one write: lines from parallel jobs never interleave
+    sys.stdout.flush()
     with open(os.path.join(out, "log.txt"), "a") as log:
         if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode:
             sys.exit(f"{os.path.basename(out)} failed: see {out}/log.txt")
