@@ -41,14 +41,17 @@ def level_means(rows, codec):
             for level in (1, 2, 3, 4)]
 
 
-@pytest.fixture(scope="module")
-def tiny_build(tmp_path_factory):
+def quiet_build(build, root, **kw):
+    """(build(root, ...)'s path, its log lines) as a slow build logs: the first and the last."""
     lines = []
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(toy, "PROGRESS_EVERY", 1e9)  # a slow build: only the first and the last line
-        path = toy.make_toy_dataset(tmp_path_factory.mktemp("toy") / "tiny", tiny=True,
-                                    log=lines.append)
-    return path, lines
+        mp.setattr(toy, "PROGRESS_EVERY", 1e9)
+        return build(root, log=lines.append, **kw), lines
+
+
+@pytest.fixture(scope="module")
+def tiny_build(tmp_path_factory):
+    return quiet_build(toy.make_toy_dataset, tmp_path_factory.mktemp("toy") / "tiny", tiny=True)
 
 
 @pytest.fixture(scope="module")
@@ -560,12 +563,7 @@ TINY_CORPUS = dict(contents=4, codecs=("h264",), frames=6)  # about a second
 
 @pytest.fixture(scope="module")
 def corpus_build(tmp_path_factory):
-    lines = []
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(toy, "PROGRESS_EVERY", 1e9)  # only the first and the last line
-        path = toy.make_corpus(tmp_path_factory.mktemp("corpus") / "c", log=lines.append,
-                               **TINY_CORPUS)
-    return path, lines
+    return quiet_build(toy.make_corpus, tmp_path_factory.mktemp("corpus") / "c", **TINY_CORPUS)
 
 
 @pytest.fixture(scope="module")
