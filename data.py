@@ -257,9 +257,9 @@ class VideoDataset(torch.utils.data.Dataset):
             raise ValueError(f"fragments on a {grid} x {grid} grid need a size that is a multiple "
                              f"of {grid}, got {size}")
         if cache and (grid or not resize):
+            what = "fragments" if grid else "crops (resize=False)"
             raise ValueError(f"cache= holds frames resized to a short side of {size}: "
-                             f"native-resolution "
-                             f"{'fragments' if grid else 'crops (resize=False)'} cannot use it")
+                             f"native-resolution {what} cannot use it")
         self.items, self.frames, self.size, self.stride = list(items), frames, size, stride
         self.train, self.clips, self.lo, self.hi = train, clips, float(lo), float(hi)
         self.grid, self.seed, self.epoch, self.cache = grid, seed, 0, cache
@@ -280,8 +280,7 @@ class VideoDataset(torch.utils.data.Dataset):
     def cache_cost(self):
         """(bytes a frame of the largest video, bytes of all videos) that cache= holds: uint8 RGB at
         the resized geometry (267 kB a 16:9 frame at 224); probes the videos not probed yet."""
-        # each file once
-        todo = {it["path"]: it for it in self.items if it["path"] not in self.info}
+        todo = {it["path"]: it for it in self.items if it["path"] not in self.info}  # once each
         self.info.update(zip(todo, check_videos(list(todo.values()))))
         files = {os.path.realpath(it["path"]): it["path"] for it in self.items}  # links: one file
         infos = [self.info[path] for path in files.values()]

@@ -429,8 +429,7 @@ def report(scores, items, baseline, out, header, first=False):
     print0(header)
     for name, r in result.items():
         print0(f"  {name:8s} {metrics.format_metrics(r)}  (raw PLCC {r['plcc_raw']:.3f}, "
-               f"n={r['n']}, "
-               f"fit {r['fit']}; within-source SRCC {r['within']['srcc']:.3f} over "
+               f"n={r['n']}, fit {r['fit']}; within-source SRCC {r['within']['srcc']:.3f} over "
                f"{r['within']['n_sources']} sources)")
     if baseline:
         print0(f"  settings baseline ({', '.join(baseline['keys'])}: mean training label per cell, "
