@@ -4,11 +4,13 @@ It follows InternVQA (Guan et al. 2025, arXiv 2502.19026) and its released infer
 8 frames, every frame's short side resized to 224, a random 224 x 224 crop in training and a
 centred one at test, ImageNet normalisation, targets = MOS scaled to [0, 1]; fragments give
 FAST-VQA's grid mini-patch sampling instead (Wu et al. 2022). Read top to bottom:
-train_indices() and eval_indices() pick frames; crop_clip() and fragment_clip() pick pixels;
-normalise() makes the network's input, on whatever device the batch is; check_videos() finds
-unreadable files before training; cached_frames() decodes a video once; VideoDataset serves
-(clip, target, index) to a torch DataLoader. Decoding itself is video.py (swap it for your own);
-which videos and labels is datasets.py; the built-in toy set is toy.py.
+train_indices() and eval_indices() pick frames, centred_indices() a second view's frames around
+the same moment; crop_clip() and fragment_clip() pick pixels; normalise() makes the network's
+input, on whatever device the batch is; check_videos() finds unreadable files before training;
+cached_frames() decodes a video once; VideoDataset serves (clip, target, index) to a torch
+DataLoader, or ((clip, student_clip), target, index) with a second, FAST-VQA view for a
+distilled student. Decoding itself is video.py (swap it for your own); which videos and labels
+is datasets.py; the built-in toy set is toy.py.
 
     ds = VideoDataset(items, label_range=(0, 100), cache="clips")  # items: {path, mos, ...}
     clip, target, index = ds[0]  # uint8 (3, 8, 224, 224), float32 scalar in [0, 1]
@@ -64,6 +66,18 @@ def eval_indices(n_frames, frames, stride, clips=1):
     return starts[:, None] + np.arange(frames) * s
 
 
+def centred_indices(n_frames, frames, stride, centre):
+    """`frames` indices at `stride` around the frame `centre`: (first + last) // 2 == centre where
+    the video allows, else the window moved inside it; stride shrunk and frames repeated for short
+    videos as in train_indices(). Gives a second view (another length or stride) of one moment."""
+    s = _fit_stride(n_frames, frames, stride)
+    if s == 0:
+        return np.arange(frames) * n_frames // frames
+    span = (frames - 1) * s
+    start = min(max(int(centre) - span // 2, 0), n_frames - 1 - span)
+    return start + np.arange(frames) * s
+
+
 # -----------------------------------------------------------------------------
 # which pixels
 
@@ -91,23 +105,44 @@ def crop_clip(clip, size, rng=None):
     return clip[:, y : y + size, x : x + size]  # (T, S, S, 3)
 
 
+FRAGMENT_GROUP = 32  # FAST-VQA draws new fragment offsets every 32 frames ("aligned")
+FRAGMENT_SEED = 0  # test-time fragment offsets come from this seed and the clip number
+
+
+def eval_rng(clip=0):
+    """The fixed generator of test clip number `clip`: a video's test fragments are the same on
+    every run and wherever it stands in a list (seeded by the clip, never by the item)."""
+    return np.random.default_rng([FRAGMENT_SEED, clip])
+
+
 def fragment_clip(clip, size, rng=None, grid=7):
-    """FAST-VQA fragments: a native (size/grid)^2 patch from each cell of a grid x grid split,
-    stitched into size x size. Offsets inside the cells are the same on every frame of the clip;
-    random with a numpy Generator, else the cell centres (FAST-VQA itself is random at test
-    time)."""
+    """FAST-VQA's fragments (Wu et al. 2022; get_spatial_fragments in the official
+    fastvqa/datasets/fusion_datasets.py): a native p x p patch, p = size / grid, from each cell of
+    a grid x grid split, tiled into size x size. Along an axis of res pixels cell i starts at
+    min(res // grid * i, res - p) and its patch at an offset drawn in [0, res // grid - p), 0 when
+    res // grid <= p; the offsets are drawn again for every 32 frames (FRAGMENT_GROUP). Frames with
+    a short side under `size` are upscaled to it first, and the grid spans the upscaled frame (the
+    official code keeps the old size for the grid: a small video's patches all come from its
+    top-left). rng: a numpy Generator; None draws from eval_rng(0), fixed where the official code is
+    random at test: a deliberate difference, so that a video always scores the same.
+    uint8 (T, H, W, 3) -> (T, size, size, 3)."""
     if size % grid:
         raise ValueError(f"fragment size {size} is not a multiple of the grid {grid}")
     p = size // grid
-    clip = _upscale(clip, size)  # every cell must hold a p x p patch
+    rng = eval_rng() if rng is None else rng
+    clip = _upscale(clip, size)  # every cell holds a p x p patch: res // grid >= p
     t, h, w, _ = clip.shape
-    ys, xs = [i * h // grid for i in range(grid + 1)], [j * w // grid for j in range(grid + 1)]
+    # FAST-VQA's min(..., res - p) keeps patches inside; after the upscale it never binds
+    cell_y = np.minimum(h // grid * np.arange(grid), h - p)
+    cell_x = np.minimum(w // grid * np.arange(grid), w - p)
     out = np.empty((t, size, size, 3), np.uint8)
-    for i in range(grid):
-        for j in range(grid):
-            y = ys[i] + _offset(ys[i + 1] - ys[i] - p, rng)
-            x = xs[j] + _offset(xs[j + 1] - xs[j] - p, rng)
-            out[:, i * p : (i + 1) * p, j * p : (j + 1) * p] = clip[:, y : y + p, x : x + p]
+    for t0 in range(0, t, FRAGMENT_GROUP):
+        group = slice(t0, t0 + FRAGMENT_GROUP)
+        # integers(1) is always 0: cells no wider than a patch
+        dy, dx = (rng.integers(max(res // grid - p, 1), size=(grid, grid)) for res in (h, w))
+        for i, j in np.ndindex(grid, grid):
+            y, x = cell_y[i] + dy[i, j], cell_x[j] + dx[i, j]
+            out[group, i * p : (i + 1) * p, j * p : (j + 1) * p] = clip[group, y : y + p, x : x + p]
     return out
 
 
@@ -234,19 +269,29 @@ class VideoDataset(torch.utils.data.Dataset):
     S x S crop; resize=False: the crop at native resolution. fragments: False (a crop), True
     (FAST-VQA's 7 x 7 grid) or a grid size n (with S = 14 n, each ViT token is one mini-patch from
     its own cell), always native: resize is ignored. Test clips are deterministic: evenly spaced
-    clips, centre crop or cell-centre fragments. Training draws from a numpy Generator seeded per
-    item with (seed, epoch, index): the same crops whatever the number of workers or the order, so
-    a resumed run repeats them exactly; call set_epoch(e) every epoch to change them.
+    clips, centre crop or fragments from eval_rng(clip number). Training draws from a numpy
+    Generator seeded per item with (seed, epoch, index): the same crops whatever the number of
+    workers or the order, so a resumed run repeats them exactly; call set_epoch(e) every epoch.
     check=True probes every file up front (check_videos) instead of on first use; info: the probes
     already made ({path: probe dict}, e.g. by one process for all).
     cache=DIR: each video is decoded once at the resized geometry into DIR (cached_frames) and read
     from there; cache_cost() says how big DIR gets. Native crops and fragments need full-resolution
     frames: cache with resize=False or fragments is a ValueError.
+
+    student_view=dict(frames=, size=, stride=, fragments=GRID): a second view for a FAST-VQA
+    student (FAST-VQA-B: frames=32, size=224, stride=2, fragments=7), always native fragments
+    decoded from the video itself (the cache holds only the first view). Each item is then
+    ((clip, student_clip), target, index), student_clip uint8 (3, T2, S2, S2) when training,
+    (clips, 3, T2, S2, S2) at test. In training its frames are centred on the clip's centre frame
+    (centred_indices), so both views see the same moment (what the alignment term compares); at
+    test each view takes its own evenly spaced clips, so a student scores a video as it does alone
+    (and as predict.py does). Its random draws follow the first view's from the same per-item
+    Generator: the first view is the same with or without it.
     """
 
     def __init__(self, items, frames=8, size=224, stride=4, train=True, clips=1,
                  label_range=(0, 100), fragments=False, seed=0, check=False, resize=True,
-                 cache=None, info=None):
+                 cache=None, info=None, student_view=None):
         lo, hi = label_range
         if not items or min(frames, size, stride, clips) < 1 or not hi > lo:
             raise ValueError(f"need items and frames, size, stride, clips >= 1 and hi > lo; got "
@@ -260,10 +305,18 @@ class VideoDataset(torch.utils.data.Dataset):
             what = "fragments" if grid else "crops (resize=False)"
             raise ValueError(f"cache= holds frames resized to a short side of {size}: "
                              f"native-resolution {what} cannot use it")
+        view = dict(student_view or {})
+        if student_view is not None and (
+                set(view) != {"frames", "size", "stride", "fragments"}
+                or not all(type(v) is int and v >= 1 for v in view.values())
+                or view["size"] % view["fragments"]):
+            raise ValueError(f"student_view needs integers frames, size, stride, fragments >= 1 "
+                             f"with size a multiple of fragments (the grid), got {student_view}")
         self.items, self.frames, self.size, self.stride = list(items), frames, size, stride
         self.train, self.clips, self.lo, self.hi = train, clips, float(lo), float(hi)
         self.grid, self.seed, self.epoch, self.cache = grid, seed, 0, cache
         self.short_side = size if resize and not grid else None  # None: native resolution
+        self.student = view or None
         self.info = dict(info or {})  # path -> probe(); filled lazily, per worker process
         if check and not info:
             self.info = {it["path"]: i for it, i in zip(self.items, check_videos(self.items))}
@@ -277,6 +330,10 @@ class VideoDataset(torch.utils.data.Dataset):
     def _rng(self, index):
         return np.random.default_rng([self.seed, self.epoch, index])
 
+    def _probe(self, path, yuv):
+        info = self.info[path] = self.info.get(path) or probe(path, **yuv)
+        return info
+
     def cache_cost(self):
         """(bytes a frame of the largest video, bytes of all videos) that cache= holds: uint8 RGB at
         the resized geometry (267 kB a 16:9 frame at 224); probes the videos not probed yet."""
@@ -288,6 +345,18 @@ class VideoDataset(torch.utils.data.Dataset):
                        for i in infos]
         return max(frame_bytes), sum(b * i["frames"] for b, i in zip(frame_bytes, infos))
 
+    def _view(self, read, clips, size, grid, rng):
+        """Crops, or fragments on a grid, of the frames at each row of `clips`, one read per clip:
+        uint8 (3, T, S, S) when training, else (clips, 3, T, S, S)."""
+        out = []
+        for k, idx in enumerate(clips):
+            if grid:  # at test: a fixed generator per clip number
+                frames = fragment_clip(read(idx), size, eval_rng(k) if rng is None else rng, grid)
+            else:
+                frames = crop_clip(read(idx), size, rng)  # at test: centred
+            out.append(to_tensor(frames))
+        return out[0] if self.train else torch.stack(out)
+
     def __getitem__(self, index):
         item = self.items[index]
         path, yuv = item["path"], yuv_args(item)
@@ -295,16 +364,19 @@ class VideoDataset(torch.utils.data.Dataset):
             video = cached_frames(path, self.cache, self.size, self.info.get(path), **yuv)
             n, read = len(video), video.__getitem__
         else:
-            info = self.info[path] = self.info.get(path) or probe(path, **yuv)
+            info = self._probe(path, yuv)
             n = info["frames"]
             read = partial(read_clip, path, info=info, short_side=self.short_side, **yuv)
         target = torch.tensor((item["mos"] - self.lo) / (self.hi - self.lo), dtype=torch.float32)
-        pick = partial(fragment_clip, grid=self.grid) if self.grid else crop_clip
-        if self.train:
-            rng = self._rng(index)
-            clip = to_tensor(pick(read(train_indices(n, self.frames, self.stride, rng)),
-                                  self.size, rng))
-        else:  # (clips, 3, T, S, S)
-            clip = torch.stack([to_tensor(pick(read(idx), self.size))
-                                for idx in eval_indices(n, self.frames, self.stride, self.clips)])
+        rng = self._rng(index) if self.train else None
+        clips = (train_indices(n, self.frames, self.stride, rng)[None] if self.train
+                 else eval_indices(n, self.frames, self.stride, self.clips))  # (clips, T)
+        clip = self._view(read, clips, self.size, self.grid, rng)
+        if self.student:  # training: the same moment, around the clip's centre frame
+            v = self.student
+            native = partial(read_clip, path, info=self._probe(path, yuv), **yuv)
+            windows = ([centred_indices(n, v["frames"], v["stride"], (idx[0] + idx[-1]) // 2)
+                        for idx in clips] if self.train  # at test: its own clips, as alone
+                       else eval_indices(n, v["frames"], v["stride"], self.clips))
+            clip = clip, self._view(native, windows, v["size"], v["fragments"], rng)
         return clip, target, index

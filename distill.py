@@ -9,16 +9,20 @@ Distilling Large Foundation Model" (arXiv 2502.19026):
 The teacher (InternVideo2-1B) keeps its last block and quality head trainable; its other 39
 blocks are frozen and run without gradients, so they cost forward time and no activation
 memory. The features are the 768-d pooled vectors after fc_norm, each through a LayerNorm
-without affine parameters; a student of another width (a CNN) gets a linear projection.
+without affine parameters. The heterogeneous student, FAST-VQA (fastvqa.py), sees fragments of
+the same moment (a view of its own); its feature is the space-time mean of its final 768-channel
+map, which needs no projection (a student of another width would get a linear one).
 
     teacher = freeze_teacher(VideoViT(CONFIGS["1b"]))
     distiller = Distiller(teacher, VideoViT(CONFIGS["small"]))
-    out = distiller(clips, targets)          # dict: loss, loss_teacher, loss_student, ...
+    out = distiller(clips, targets)          # dict: loss, loss_teacher, loss_student, loss_align
+    out = distiller((clips, fragments), targets)  # a FAST-VQA student: two views
     out["loss"].backward()
     opt = build_optimizer([distiller.student, distiller.teacher, distiller.align], lr=1e-4)
 
-A student is any module with `forward_features(x) -> (B, F)`, `forward_head(f) -> (B,)` and
-`feature_dim`: VideoViT and model.ConvVQA both are.
+A student is any module with `forward_features(x)` (a (B, F) feature or a (B, F, t, h, w) map),
+`forward_head(feature) -> (B,)`, `head` (its quality head) and `feature_dim`: VideoViT and
+fastvqa.FastVQA both are.
 """
 import re
 
@@ -80,18 +84,31 @@ def teacher_features(teacher, x):
     return teacher.pool(teacher.run_blocks(h, teacher.blocks[n:]))
 
 
-class Distiller(nn.Module):
-    """Teacher and student on the same clips, with the three-term loss.
+def teacher_runs(w_teacher, w_align, with_student=True):
+    """Whether the teacher runs at all: its own L2 term is on, or the alignment with a student.
+    The one place that decides it (train.py builds no teacher otherwise; the stage trains none)."""
+    return w_teacher != 0 or (with_student and w_align != 0)
 
-    w_teacher, w_student, w_align weigh the terms; weight 0 removes a term. With w_teacher and
-    w_align both 0 (or teacher=None) the teacher is not run: the non-distilled baseline. With
-    student=None the teacher trains alone. detach_teacher=True keeps the alignment gradient away
-    from the teacher, which then learns only from its own L2 term; False reproduces the authors'
-    code. teacher_dtype (e.g. torch.bfloat16) stores and runs the teacher's frozen prefix in that
-    dtype; its trainable tail keeps its own.
+
+def pooled(feature):
+    """The student's feature for the alignment term: a ViT's pooled (B, 768) as it is; FAST-VQA's
+    final map (B, 768, t, h, w) averaged over space and time (no projection: both are 768-d)."""
+    return feature.flatten(2).mean(-1) if feature.ndim == 5 else feature
+
+
+class Distiller(nn.Module):
+    """Teacher and student on the same moment of the same videos, with the three-term loss.
+
+    w_teacher, w_student, w_align weigh the terms; a weight of 0 removes its term. When no term
+    uses the teacher (teacher_runs) it is not run: the non-distilled baseline. With student=None
+    the teacher trains alone. detach_teacher=True keeps the alignment gradient away from the
+    teacher, which then learns only from its own L2 term; False reproduces the authors' code.
+    teacher_dtype (e.g. torch.bfloat16) stores and runs the teacher's frozen prefix in that dtype;
+    its trainable tail keeps its own. forward(x, y) takes one clip batch that both see, or a pair
+    (teacher's clips, student's clips) when the student has a view of its own (FAST-VQA).
     """
 
-    TERMS = ("loss_teacher", "loss_student", "loss_align")  # out[...] of every forward
+    TERMS = ("loss_teacher", "loss_student", "loss_align")  # in out[...] when they are on
 
     def __init__(self, teacher, student, w_teacher=1.0, w_student=1.0, w_align=1.0, beta=2.0,
                  detach_teacher=True, teacher_dtype=None):
@@ -101,9 +118,9 @@ class Distiller(nn.Module):
         self.teacher, self.student = teacher, student
         self.w_teacher, self.w_student, self.w_align = w_teacher, w_student, w_align
         self.beta, self.detach_teacher = beta, detach_teacher
-        both = teacher is not None and student is not None
-        self.aligning = both and w_align != 0
-        self.use_teacher = teacher is not None and (w_teacher != 0 or self.aligning)
+        self.aligning = teacher is not None and student is not None and w_align != 0
+        self.use_teacher = teacher is not None and teacher_runs(w_teacher, w_align,
+                                                                student is not None)
         if not ((student is not None and w_student != 0) or (teacher is not None and w_teacher != 0)
                 or self.aligning):
             raise ValueError(f"every loss term is off (weights {w_teacher}, {w_student}, "
@@ -113,13 +130,18 @@ class Distiller(nn.Module):
         for m, w in ((student, w_student), (teacher, w_teacher)):
             if m is not None and w == 0:
                 m.head.requires_grad_(False)
-        # A projection only when the widths differ (a CNN student); an Identity adds no keys.
+        # A projection only when the widths differ; an Identity adds no keys.
         widths_differ = self.aligning and student.feature_dim != teacher.feature_dim
         self.align = (nn.Linear(student.feature_dim, teacher.feature_dim) if widths_differ
                       else nn.Identity())
         if teacher is not None and teacher_dtype is not None:
             for m in self._frozen_teacher_parts():
                 m.to(teacher_dtype)
+
+    @property
+    def teacher_learns(self):
+        """No gradient reaches the teacher when its own term is off and alignment is detached."""
+        return _trains(self.teacher) and (self.w_teacher != 0 or not self.detach_teacher)
 
     def _frozen_teacher_parts(self):
         t = self.teacher
@@ -135,32 +157,32 @@ class Distiller(nn.Module):
         return self
 
     def forward(self, x, y):
+        """{"loss": the weighted sum, and each term that is on (loss_teacher, loss_student,
+        loss_align) with its score (score_teacher, score_student)}."""
+        x_teacher, x_student = x if isinstance(x, (tuple, list)) else (x, x)
         y = y.float()
-        nan = torch.full((), float("nan"), device=y.device)
-        out = dict(loss_teacher=nan, loss_student=nan, loss_align=nan, score_teacher=None,
-                   score_student=None)
-        if self.student is not None:
-            feat_s = self.student.forward_features(x)
-            out["score_student"] = self.student.forward_head(feat_s).float()
-            out["loss_student"] = F.mse_loss(out["score_student"], y)
-        if self.use_teacher:
-            # No gradient can reach the teacher when its own term is off and alignment is detached.
-            teacher_learns = (_trains(self.teacher)
-                              and (self.w_teacher != 0 or not self.detach_teacher))
-            with torch.set_grad_enabled(torch.is_grad_enabled() and teacher_learns):
-                feat_t = teacher_features(self.teacher, x)
-                out["score_teacher"] = self.teacher.forward_head(feat_t).float()
-            out["loss_teacher"] = F.mse_loss(out["score_teacher"], y)
-        if self.aligning:
+        out, loss = {}, 0.0
+        if self.student is not None:  # L2(student score, MOS)
+            feat_s = self.student.forward_features(x_student)
+            if self.w_student:
+                out["score_student"] = self.student.forward_head(feat_s).float()
+                out["loss_student"] = F.mse_loss(out["score_student"], y)
+                loss = loss + self.w_student * out["loss_student"]
+        if self.use_teacher:  # L2(teacher score, MOS)
+            with torch.set_grad_enabled(torch.is_grad_enabled() and self.teacher_learns):
+                feat_t = teacher_features(self.teacher, x_teacher)
+                if self.w_teacher:
+                    out["score_teacher"] = self.teacher.forward_head(feat_t).float()
+            if self.w_teacher:
+                out["loss_teacher"] = F.mse_loss(out["score_teacher"], y)
+                loss = loss + self.w_teacher * out["loss_teacher"]
+        if self.aligning:  # SmoothL1(LN(student feature), LN(teacher feature)), no affine LN
             target = feat_t.detach() if self.detach_teacher else feat_t
-            # no affine parameters
-            s = F.layer_norm(self.align(feat_s).float(), (target.shape[-1],))
+            s = F.layer_norm(self.align(pooled(feat_s)).float(), (target.shape[-1],))
             t = F.layer_norm(target.float(), (target.shape[-1],))
             out["loss_align"] = F.smooth_l1_loss(s, t, beta=self.beta)
-        computed = [(self.w_student, self.student is not None, "loss_student"),
-                    (self.w_teacher, self.use_teacher, "loss_teacher"),
-                    (self.w_align, self.aligning, "loss_align")]
-        out["loss"] = sum(w * out[k] for w, done, k in computed if done and w != 0)
+            loss = loss + self.w_align * out["loss_align"]
+        out["loss"] = loss
         return out
 
 
@@ -169,8 +191,11 @@ class Distiller(nn.Module):
 
 
 def _no_decay(name, p):
-    # biases, norm weights, LayerScale gammas and the pooling's q/k/v biases are all 1-D
-    return p.ndim <= 1 or name.split(".")[-1] in ("cls_token", "pos_embed")
+    # biases, norm weights, LayerScale gammas and the pooling's q/k/v biases are all 1-D; position
+    # tables, like Swin's relative bias tables (as its official recipe has it), get none either
+    return p.ndim <= 1 or name.split(".")[-1] in ("cls_token", "pos_embed",  # and Swin's tables
+                                                  "relative_position_bias_table",
+                                                  "fragment_position_bias_table")
 
 
 def _layer_id(name, depth):
@@ -185,7 +210,7 @@ def _layer_id(name, depth):
 def param_groups(modules, weight_decay, layer_decay=None):
     """AdamW groups over parameters that require grad: no weight decay on 1-D parameters, cls
     token and pos_embed; with layer_decay, a ViT's layer l gets lr x layer_decay ** (depth + 1 - l)
-    (modules without `blocks`, such as the CNN student or the projection, get the full lr)."""
+    (modules without `blocks`, such as FAST-VQA or the projection, get the full lr)."""
     groups = {}
     for module in modules if isinstance(modules, (list, tuple)) else [modules]:
         depth = len(module.blocks) if hasattr(module, "blocks") else None

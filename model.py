@@ -7,7 +7,7 @@ over the full width, LayerScale, no final norm, then attention pooling (`clip_pr
 fc_norm and a linear head. InternVQA (Guan et al. 2025) uses the head with one output: the
 quality score. Parameter names equal the official fine-tune layout, so a state dict loads by
 name; `load_internvideo2` handles every published wrapping and fails loudly on anything that
-does not fit. Also here: `ConvVQA`, the compact non-ViT student (a (2+1)-D CNN).
+does not fit. The heterogeneous student, FAST-VQA, is fastvqa.py.
 
     from model import CONFIGS, VideoViT, load_internvideo2
     model = VideoViT(CONFIGS["small"])    # random init; or, for weights about to come from a file:
@@ -34,7 +34,8 @@ from torch.utils.checkpoint import checkpoint
 
 class RMSNorm(nn.Module):
     """RMSNorm with a weight and no bias, computed in at least float32 as upstream does (a bf16
-    model normalises in float32; a float64 one stays float64)."""
+    model normalises in float32; a float64 one stays float64), then cast back and scaled, in
+    upstream's order: x * rsqrt(mean(x^2) + eps), in torch's fused F.rms_norm."""
 
     def __init__(self, dim, eps=1e-6):
         super().__init__()
@@ -43,8 +44,7 @@ class RMSNorm(nn.Module):
 
     def forward(self, x):
         x32 = x.to(torch.promote_types(x.dtype, torch.float32))
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x32.to(x.dtype)
+        return self.weight * F.rms_norm(x32, x.shape[-1:], eps=self.eps).to(x.dtype)
 
 
 class LayerScale(nn.Module):
@@ -104,14 +104,17 @@ class Attention(nn.Module):
 
 
 class Mlp(nn.Module):
-    def __init__(self, dim, hidden):
+    """fc1, GELU, fc2. InternVideo2's released weights were trained with the fused MLP kernel's
+    tanh GELU (the default here); FAST-VQA's with the exact one (approximate="none")."""
+
+    def __init__(self, dim, hidden, approximate="tanh"):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
         self.fc2 = nn.Linear(hidden, dim)
+        self.approximate = approximate
 
     def forward(self, x):
-        # tanh GELU: the released weights were trained with the fused MLP kernel that uses it.
-        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+        return self.fc2(F.gelu(self.fc1(x), approximate=self.approximate))
 
 
 class Block(nn.Module):
@@ -263,6 +266,8 @@ CONFIGS = {
 
 
 class VideoViT(nn.Module):
+    SCORE_BIAS = "head.bias"  # the parameter a fresh head's mean score is set by (train.py)
+
     def __init__(self, cfg: ViTConfig):
         super().__init__()
         assert cfg.embed_dim % cfg.num_heads == 0 and cfg.embed_dim % cfg.pool_heads == 0, cfg
@@ -361,62 +366,6 @@ class VideoViT(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# The heterogeneous student: a compact (2+1)-D CNN
-
-
-class ConvBlock(nn.Module):
-    """Residual (2+1)-D block: 3x3 spatial conv, 3x1x1 temporal conv, BatchNorm, ReLU."""
-
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.spatial = nn.Conv3d(cin, cout, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False)
-        self.bn1 = nn.BatchNorm3d(cout)
-        self.temporal = nn.Conv3d(cout, cout, (3, 1, 1), 1, (1, 0, 0), bias=False)
-        self.bn2 = nn.BatchNorm3d(cout)
-        self.skip = (nn.Sequential(nn.Conv3d(cin, cout, 1, (1, stride, stride), bias=False),
-                                   nn.BatchNorm3d(cout))
-                     if stride != 1 or cin != cout else nn.Identity())
-
-    def forward(self, x):
-        y = F.relu(self.bn1(self.spatial(x)))
-        return F.relu(self.bn2(self.temporal(y)) + self.skip(x))
-
-
-class ConvVQA(nn.Module):
-    """Non-ViT student in the spirit of FAST-VQA's: a small (2+1)-D CNN whose first layer keeps
-    full resolution (compression artefacts live in the finest scale), global average pooling to
-    a feature, and a linear head. Same interface as VideoViT: forward_features, forward_head."""
-
-    def __init__(self, widths=(32, 64, 128, 256), feature_dim=256):
-        super().__init__()
-        self.feature_dim = feature_dim
-        self.stem = nn.Sequential(nn.Conv3d(3, widths[0], (1, 3, 3), 1, (0, 1, 1), bias=False),
-                                  nn.BatchNorm3d(widths[0]), nn.ReLU())
-        stages, cin = [], widths[0]
-        for w in widths:
-            stages += [ConvBlock(cin, w, stride=2), ConvBlock(w, w, stride=1)]
-            cin = w
-        self.stages = nn.Sequential(*stages)
-        self.fc_norm = nn.LayerNorm(feature_dim)
-        self.proj = nn.Linear(cin, feature_dim)
-        self.head = nn.Linear(feature_dim, 1)
-        nn.init.zeros_(self.head.weight)
-
-    def forward_features(self, x):
-        if x.ndim != 5 or x.shape[1] != 3:
-            raise ValueError(f"expected (B, 3, T, H, W), got {tuple(x.shape)}")
-        x = self.stages(self.stem(x))  # (B, C, T, H/16, W/16)
-        return self.fc_norm(self.proj(x.mean(dim=(2, 3, 4))))  # (B, feature_dim)
-
-    def forward_head(self, feat):
-        with torch.autocast(feat.device.type, enabled=False):  # float32 scores, as VideoViT's
-            return self.head(feat.to(self.head.weight.dtype)).squeeze(-1)
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
-
-
-# ---------------------------------------------------------------------------------------------
 # Cost
 
 
@@ -458,12 +407,21 @@ def remap_state_dict(sd):
         sd = inner[0]
     if not isinstance(sd, dict):
         raise ValueError(f"expected a state dict, got {type(sd).__name__}")
-    out, dropped, origin = {}, [], {}
-    for key, value in sd.items():
-        name = key
+    def strip(name):
         while name.startswith(PREFIXES):
             name = name.split(".", 1)[1]
-        if name.startswith(DROPPED) or not torch.is_tensor(value):
+        return name
+    return rename_keys(sd, strip, DROPPED)
+
+
+def rename_keys(sd, rename, dropped_prefixes):
+    """(state dict with every key renamed by rename(key), list of dropped keys): a name that
+    starts with one of dropped_prefixes, or a value that is not a tensor, is dropped; two keys
+    that become one name are an error (never one silently taken over the other)."""
+    out, dropped, origin = {}, [], {}
+    for key, value in sd.items():
+        name = rename(key)
+        if name.startswith(dropped_prefixes) or not torch.is_tensor(value):
             dropped.append(key)
         elif name in out:
             raise ValueError(f"the file holds {origin[name]!r} and {key!r}: both are {name!r}")

@@ -3,28 +3,37 @@ as the method.
 
 - Processes (torchrun): init_distributed() / teardown(), print0() (rank 0 speaks), master_first()
   (rank 0 builds something shared, such as the toy set; the others then find it built),
-  on_master() (rank 0 computes, every process gets the result), sync_buffers(), check_replicas().
-- The stop protocol: Stopper. SIGTERM, Ctrl-C and a non-finite loss or gradient on any process
-  stop every process at the same optimizer step, agreed by one small all_reduce per step.
+  on_master() (rank 0 computes, every process gets the result), check_replicas().
+- The stop protocol: Stopper and its answer, a Stop (NONE, SIGTERM, CTRL_C, NAN, each with its
+  exit code). SIGTERM, Ctrl-C and a non-finite loss or gradient on any process stop every process
+  at the same optimizer step, agreed by one small all_reduce per step.
 - Checkpoints of this project: Checkpoints.save() writes plain dicts atomically on rank 0 and
   never a non-finite weight; Checkpoints.resume() continues a run exactly (the same settings,
   exactly the saved tensors, every process's RNG); load_weights() and read_model() read a
-  checkpoint of this project or an official InternVideo2 file (through model.load_internvideo2)
-  for train.py and predict.py; config_of() names the size of an official file.
+  checkpoint of this project, an official InternVideo2 file (model.load_internvideo2) or an
+  official FAST-VQA file (fastvqa.load_fastvqa) for train.py and predict.py, and refuse a file of
+  the other family; config_of() names the size of an official InternVideo2 file.
 - Reporting an evaluation: report() (the log block, predictions.csv, scatter.png), best_line().
+- predict.py's dtype when --dtype is not given: default_dtype(device); on a CPU cpu_dtype(), bf16
+  where a short timed matmul at start-up finds this CPU multiplies bf16 clearly faster;
+  cpu_features().
 
     rank, world, device = init_distributed("cuda")
     stopper = Stopper(device)
     ...
-    code = stopper.check(torch.isfinite(loss))     # 0: go on; the same answer on every process
+    stop = stopper.check(torch.isfinite(loss))     # Stop.NONE: go on; the same on every process
 
-Needs torch, model.py and metrics.py.
+Needs torch, model.py, fastvqa.py and metrics.py.
 """
 import contextlib
 import csv
+import enum
+import functools
 import math
 import os
+import platform
 import signal
+import time
 from dataclasses import replace
 from datetime import timedelta
 
@@ -32,7 +41,8 @@ import torch
 import torch.distributed as dist
 
 import metrics
-from model import (CONFIGS, ConvVQA, VideoViT, ViTConfig, load_internvideo2, read_checkpoint,
+from fastvqa import FastVQA, FastVQAConfig, fastvqa_config_of, is_fastvqa_state, load_fastvqa
+from model import (CONFIGS, VideoViT, ViTConfig, load_internvideo2, read_checkpoint,
                    remap_state_dict)
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # --dtype: autocast's
@@ -54,6 +64,14 @@ def init_distributed(device):
         device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
         torch.cuda.set_device(device)
     return dist.get_rank(), dist.get_world_size(), torch.device(device)
+
+
+def deterministic_kernels():
+    """Deterministic kernels (slower): what an exact resume on CUDA needs. Call it before any CUDA
+    work: cuBLAS reads its workspace setting at start."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
 
 
 def teardown():
@@ -121,14 +139,6 @@ def on_master(fn):
     return result
 
 
-def sync_buffers(model):
-    """Every process takes rank 0's buffers (BatchNorm running statistics, which each process
-    updates from its own batches), so evaluation and checkpoints see one model."""
-    if dist.is_initialized():
-        for b in model.buffers():
-            dist.broadcast(b, src=0)
-
-
 def check_replicas(model):
     """Raise if the parameters or buffers differ between processes: DDP must keep them equal."""
     if not dist.is_initialized() or not model.state_dict():
@@ -151,15 +161,29 @@ def leave_signals_to_main(_):
 # The stop protocol
 
 
+class Stop(enum.IntEnum):
+    """Why training stopped: the codes every process agrees on, with the exit code of each."""
+    NONE = 0
+    SIGTERM = 1
+    CTRL_C = 2
+    NAN = 3  # a loss, gradient or weight that is not finite
+
+    @property
+    def label(self):
+        return {Stop.CTRL_C: "Ctrl-C", Stop.NAN: "NaN"}.get(self, self.name)
+
+    @property
+    def exit_code(self):
+        return {Stop.NONE: 0, Stop.SIGTERM: 143, Stop.CTRL_C: 130, Stop.NAN: 1}[self]
+
+
 class Stopper:
     """Why the training loop stops, the same answer on every process. Signal handlers only note
     the signal; check() combines it with this process's verdict on its loss and gradients and
     takes the largest code over all processes: one all_reduce and one host sync per step.
-    Codes: 0 go on, 1 SIGTERM, 2 Ctrl-C, 3 a non-finite loss, gradient or weight (NaN). A
+    It answers a Stop: NONE (go on), SIGTERM, CTRL_C, NAN (a non-finite loss or gradient). A
     signal is acted on at the end of the optimizer step (an evaluation under way finishes first);
     a second Ctrl-C stops at once, saving nothing."""
-
-    NAMES = {1: "SIGTERM", 2: "Ctrl-C", 3: "NaN"}
 
     def __init__(self, device):
         self.signalled = 0
@@ -177,7 +201,7 @@ class Stopper:
         code = torch.where(finite.to(self.device), 0, 3).clamp(min=self.signalled)
         if dist.is_initialized():
             dist.all_reduce(code, op=dist.ReduceOp.MAX)
-        return int(code.item())
+        return Stop(int(code.item()))
 
     def close(self):
         """The handlers that were there before (a test calling train.main gets its own back)."""
@@ -231,8 +255,6 @@ class Checkpoints:
 
     def save(self, name, loop, rng=None):
         """rng: this process's RNG state taken earlier (a stopped step's, as the step found it)."""
-        for m in self.models.values():
-            sync_buffers(m)  # BatchNorm statistics: rank 0's on every process
         ok = torch.tensor(all(map(weights_finite, self.models.values())),
                           device=collective_device(self.device))
         rngs = [rng or rng_state(self.device)]
@@ -314,30 +336,40 @@ def saved_grid(cfg):
     return cfg["num_frames"] // cfg["tubelet_size"], side, side
 
 
+def saved_family(cfg):
+    """The model class a saved config builds: FAST-VQA's has `depths`, a ViT's `depth`."""
+    return FastVQAConfig if "depths" in cfg else ViTConfig
+
+
 def load_weights(model, path, which="student", trust=False, frames=None, ckpt=None):
-    """The one way train.py and predict.py load a file into `model` (a VideoViT, or ConvVQA):
-    an official InternVideo2 file in any published wrapping, or a checkpoint of this project (its
-    `which` entry, with the geometry it saved; a teacher saved by its trainable part is completed
-    from the file it came from). frames: the frame count of an official-looking position table
-    that has no geometry (--ckpt-frames); ckpt: the file's contents when already read. Returns
-    model.load_internvideo2's report; anything that does not fit is a ValueError naming the file."""
+    """The one way train.py and predict.py load a file into `model` (a VideoViT or a FastVQA):
+    an official InternVideo2 or FAST-VQA file in any published wrapping, or a checkpoint of this
+    project (its `which` entry, with the geometry it saved; a teacher saved by its trainable part
+    is completed from the file it came from). frames: the frame count of an official-looking
+    position table that has no geometry (--ckpt-frames); ckpt: the file's contents when already
+    read. Returns the loader's report (model.load_internvideo2, fastvqa.load_fastvqa); anything
+    that does not fit, a file of the other family included, is a ValueError naming the file."""
+    fast = isinstance(model, FastVQA)
     try:
         ckpt = read_checkpoint(path, trust) if ckpt is None else ckpt
         if not is_ours(ckpt):
-            if not isinstance(model, VideoViT):
-                raise ValueError("is not a checkpoint of this project; only those hold a CNN "
-                                 "student")
+            if fast:
+                return load_fastvqa(model, ckpt)  # an InternVideo2 file: its one-line error
+            if is_fastvqa_state(ckpt):
+                raise ValueError("is a FAST-VQA checkpoint, not an InternVideo2 one: it is for "
+                                 "--student fastvqa")
             return load_internvideo2(model, ckpt, frames=frames)
         if ckpt.get(which) is None:
             other = "student" if which == "teacher" else "teacher"
             hint = f" (it holds a {other}: --which {other})" if ckpt.get(other) is not None else ""
             raise ValueError(f"holds no {which} weights{hint}")
-        if isinstance(model, ConvVQA):  # its own keys, strictly, in the model's dtypes
-            own = model.state_dict()
-            sd = {k: v.to(own[k].dtype) if k in own else v for k, v in ckpt[which].items()}
-            model.load_state_dict(sd, assign=any(p.is_meta for p in model.parameters()))
-            return dict(loaded=sorted(sd), dropped=[], resized=[], left_at_init=[])
         cfg = ckpt.get(f"{which}_config")
+        if cfg is None or (saved_family(cfg) is FastVQAConfig) != fast:
+            what = "an earlier version's CNN" if cfg is None else \
+                "a FAST-VQA" if saved_family(cfg) is FastVQAConfig else "an InternVideo2 ViT"
+            raise ValueError(f"holds {what} {which}, not a {type(model).__name__}")
+        if fast:
+            return load_fastvqa(model, ckpt[which])
         if ckpt.get(f"{which}_partial"):  # the frozen part first, from where it came
             base = ckpt["config"].get(f"{which}_ckpt")
             if not base or not os.path.exists(base):
@@ -354,24 +386,31 @@ def load_weights(model, path, which="student", trust=False, frames=None, ckpt=No
             model.load_state_dict(ckpt[which], strict=False)
             return dict(report, loaded=sorted(set(report["loaded"]) | set(ckpt[which])),
                         left_at_init=[k for k in report["left_at_init"] if k not in ckpt[which]])
-        return load_internvideo2(model, ckpt[which], grid=saved_grid(cfg) if cfg else None)
+        return load_internvideo2(model, ckpt[which], grid=saved_grid(cfg))
     except (ValueError, RuntimeError) as e:
         raise ValueError(f"{path}: {e}" if not str(e).startswith(str(path)) else str(e)) from None
 
 
 def read_model(path, which="student", trust=False, frames=None, **shape):
-    """(model, its file's contents) built and loaded from `path`: this project's checkpoint at its
-    saved config, or an official file at the named size its width and depth match (config_of).
-    shape: ViTConfig fields to override (num_frames, img_size). Built on the meta device, so no
-    random init is spent on weights the file replaces."""
+    """(model, its file's contents, the load report) built and loaded from `path`: this project's
+    checkpoint at its saved config, an official FAST-VQA file at its size (B/FasterVQA or M), or
+    an official InternVideo2 file at the named size its width and depth match (config_of).
+    shape: ViTConfig fields to override (num_frames, img_size; FAST-VQA takes any input). A ViT
+    is built on the meta device, so no random init is spent on weights the file replaces."""
     ckpt = read_checkpoint(path, trust)
-    cfg = ckpt.get(f"{which}_config") if is_ours(ckpt) else None
     try:
-        base = ViTConfig(**cfg) if cfg else None if is_ours(ckpt) else config_of(ckpt)
-    except ValueError as e:
+        if is_ours(ckpt):
+            cfg = ckpt.get(f"{which}_config")
+            if cfg is None:
+                raise ValueError(f"holds no {which} of a model this code builds (an earlier "
+                                 f"version's CNN student, or none)")
+            base = saved_family(cfg)(**cfg)
+        else:
+            base = fastvqa_config_of(ckpt) if is_fastvqa_state(ckpt) else config_of(ckpt)
+    except (ValueError, TypeError) as e:
         raise ValueError(f"{path}: {e}") from None
-    if base is None:
-        model = ConvVQA()
+    if isinstance(base, FastVQAConfig):
+        model = FastVQA(base)
     else:
         with torch.device("meta"):
             model = VideoViT(replace(base, **shape))
@@ -460,3 +499,84 @@ def best_line(best, baseline):
     base = f" | settings baseline srcc={baseline['srcc']:.3f} plcc={baseline['plcc']:.3f}" \
         if baseline else ""
     return f"best: {part('student')} {part('teacher')} | within-source srcc {within or 'n/a'}{base}"
+
+
+# -----------------------------------------------------------------------------------------------
+# The dtype when --dtype is not given
+
+# bf16 only where this CPU multiplies it clearly faster than fp32. Autocast gains less than its
+# matmuls: it casts at every matmul, keeps norms, softmax and GELU in fp32, and torch's CPU
+# attention kernel is no faster in bf16 (ViT-S at 8x224 on one thread of a Zen 4: linear layers,
+# 45% of the fp32 forward, 2.0x; the forward 1.3x). So a CPU whose matmul gains 1.5x gains some
+# 1.15x a forward, and below that bf16's coarser rounding buys ever less. CPUs lie far on either
+# side: without bf16 instructions torch multiplies bf16 at 0.015x (a Zen 3, EXPERIMENTS.md), with
+# avx512_bf16 at ~2x (the Zen 4), with AMX faster still (not measured here); so a start-up timing
+# off by a fifth on a busy machine still sorts one.
+FAST_BF16 = 1.5
+
+
+def cpu_features(cpuinfo="/proc/cpuinfo"):
+    """This CPU's name and its bf16 instructions, from /proc/cpuinfo: "AMD EPYC (avx512_bf16)", or
+    "... (no bf16 instructions)"; the platform's processor name where there is no /proc/cpuinfo."""
+    name, flags = None, set()
+    with contextlib.suppress(OSError):
+        with open(cpuinfo) as f:
+            for line in f:
+                key, _, value = (part.strip() for part in line.partition(":"))
+                if key == "model name":
+                    name = name or value
+                elif key in ("flags", "Features"):  # x86, ARM
+                    flags |= set(value.split())
+    have = [f for f in ("amx_bf16", "avx512_bf16", "bf16") if f in flags]  # bf16: ARM's
+    name = name or platform.processor() or "unknown CPU"
+    return f"{name} ({', '.join(have) or 'no bf16 instructions'})"
+
+
+def matmul_rates(n=256, rounds=10, budget_s=0.03):
+    """(fp32, bf16) FLOP/s of an n x n product: the best of up to `rounds` timings of each, the
+    two interleaved so that a busy machine slows both alike, after one untimed round (the first
+    bf16 call builds its kernels); it stops early once budget_s have passed, so a CPU without
+    bf16 (a 256^3 product in ~20 ms) spends ~40 ms, one with it ~5 ms. Timed on one thread: the
+    ratio is a property of the core, and on a machine where other jobs hold the other cores each
+    product of several threads waits for a time slice (measured on 2 cores beside training runs:
+    0.5x to 4x over 10 runs on 2 threads, 1.8x to 2.1x over 20 on one)."""
+    mats = [torch.randn(n, n).to(dtype) for dtype in (torch.float32, torch.bfloat16)]
+    best, threads = [math.inf, math.inf], torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        start = time.perf_counter()
+        for r in range(rounds + 1):
+            for i, a in enumerate(mats):
+                t0 = time.perf_counter()
+                a @ a
+                if r:  # round 0 warms up
+                    best[i] = min(best[i], time.perf_counter() - t0)
+            if r and time.perf_counter() - start > budget_s:
+                break
+    finally:
+        torch.set_num_threads(threads)
+    return tuple(2 * n ** 3 / t for t in best)
+
+
+@functools.cache
+def cpu_dtype(measure=None):
+    """("bf16" or "fp32", why) on this CPU: bf16 where it multiplies bf16 at least FAST_BF16
+    times as fast as fp32. measure() -> (fp32, bf16) FLOP/s, matmul_rates unless given (tests
+    give a fixture); measured once per process."""
+    fp32, bf16 = (measure or matmul_rates)()
+    ratio = bf16 / fp32
+    if ratio >= FAST_BF16:
+        return "bf16", f"this CPU: bf16 matmul {ratio:.3g}x fp32"
+    return "fp32", f"this CPU: bf16 matmul {ratio:.3g}x fp32, no fast bf16"
+
+
+def default_dtype(device):
+    """(autocast dtype, why) when predict.py's --dtype is not given on `device`: a GPU keeps the
+    paper's bf16; a CPU takes bf16 where it is fast (cpu_dtype). (train.py trains in fp32 on a
+    CPU: config.CPU_TRAINING.)"""
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return "bf16", "a GPU: the paper's bf16"
+    if kind == "cpu":
+        return cpu_dtype()
+    return "fp32", f"{kind}: fp32"

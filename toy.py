@@ -52,15 +52,17 @@ hevc 0.41, avs2 0.41, vp9 0.47; two workers on two idle cores take half that in 
 default: 124 CPU s). Its labels by level 1-4: mean VMAF 22, 43, 70, 93 (toy set: 12-24, 35-40,
 66-67, 92-94).
 
-train_once runs a training command once into a folder built by build_once: train.py's teacher
-stage (the teacher trained alone on the corpus before it meets the toy set) is one.
+train_once runs a training command once into a folder built by build_once. pretrained_teacher is
+train.py's teacher stage with it: the teacher trained alone on the corpus (train.py --student
+none) before it meets the toy set, cached by a hash of its arguments and the corpus's marker.
 
 Every build (build_once) happens in a temporary folder beside root and is renamed into place
 only when complete, with a marker root/.complete holding a hash of every build parameter (for
 own sources also each file's path, size and modification time): a second call returns at once,
 any change rebuilds, and the marker's text is the key to hash when caching what is made from it.
 
-Needs numpy, the ffmpeg bundled with imageio-ffmpeg and video.py (its clip reader).
+Needs numpy, the ffmpeg bundled with imageio-ffmpeg and video.py (its clip reader); the teacher
+stage also runs train.py (torch) as a child process.
 """
 import csv
 import hashlib
@@ -600,3 +602,54 @@ def train_once(root, key, command, test_items, log=print, tag="teacher stage"):
     finally:
         signal.signal(signal.SIGTERM, previous)
     return pathlib.Path(root) / "last.pt"
+
+
+# -----------------------------------------------------------------------------
+# train.py's teacher stage: what the teacher knows before it meets the student's labels
+
+# The stage is train.py with the teacher alone on the corpus, with the run's model settings.
+TRAIN_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py")
+STAGE = ["--profile", "quick", "--student", "none", "--pretrain", "0", "--epochs", "1",
+         "--warmup", "0.1", "--log-every", "50"]
+TO_STAGE = ("teacher", "frames", "size", "stride", "init_values", "patch_init", "dtype", "seed")
+
+
+def toy_root(args):
+    """Where train.py's toy set lives (built there when it is not): --data-root, else under
+    data/."""
+    name = os.path.basename(os.path.normpath(args.toy_sources)) if args.toy_sources else None
+    return args.data_root or os.path.join(
+        "data", f"toy-{name}" if name else "toy" if args.toy_variant == "default" else "toy-tiny")
+
+
+def pretrained_teacher(args, test_items, log=print):
+    """The checkpoint of a teacher trained alone (`train.py --student none`) on a corpus of
+    args.pretrain synthetic contents the toy set does not hold, scored on `test_items` (the toy
+    split's) at its end: trained once, then found by the hash of what makes its weights (the
+    stage's arguments and the corpus's own marker). None when the train.py run (args) needs no
+    such teacher: no --pretrain, a --teacher-ckpt, no teacher or no student, a teacher that no
+    loss term uses (distill.teacher_runs), or a plain --eval-only."""
+    from distill import teacher_runs  # torch: only for train.py's stage
+
+    if not (args.pretrain and not args.teacher_ckpt and args.teacher != "none"
+            and args.student != "none" and teacher_runs(args.w_teacher, args.w_align)
+            and (args.resume or not args.eval_only)):
+        return None
+    beside = os.path.dirname(os.path.abspath(toy_root(args)))  # the corpus and the teacher: data/
+    corpus = make_corpus(os.path.join(beside, f"corpus-{args.pretrain}"), contents=args.pretrain,
+                         log=log)
+    stage = [*STAGE, *(f"--{k.replace('_', '-')}={getattr(args, k)}" for k in TO_STAGE),
+             *(["--resize"] if args.resize else []),  # the run's clips, where not the default
+             *([f"--fragments={args.fragments}"] if args.fragments else []),
+             "--data", "csv", "--labels", str(corpus), "--split", "official",
+             "--label-range", "0", "100"]  # VMAF, as the toy set's
+    inputs = dict(stage=stage, corpus=(corpus.parent / MARKER).read_text())
+    key = hashlib.sha256(json.dumps(inputs).encode()).hexdigest()  # any change: another teacher
+    command = [sys.executable, TRAIN_PY, *stage, f"--device={args.device}",
+               f"--workers={args.workers}"]
+    path = train_once(os.path.join(beside, f"teacher-{args.teacher}-{key[:12]}"), key, command,
+                      test_items, log=log)
+    log(f"teacher: pre-trained alone on {args.pretrain} synthetic contents the toy set does not "
+        f"hold, labelled by VMAF\n  (a stand-in for pre-training on millions of natural videos, "
+        f"which the official weights are): {path}")
+    return str(path)

@@ -140,17 +140,17 @@ def main():
     runtime.Checkpoints.save = patched_save
 
     evals = [0]
-    evaluate = train.evaluate
+    predict_scores = train.predict_scores
 
     def patched_evaluate(models, *args, **kwargs):
         evals[0] += 1
-        scores = evaluate(models, *args, **kwargs)
+        scores = predict_scores(models, *args, **kwargs)
         if faults.dump_on_eval:  # after it: in eval mode the statistics it used stay as they were
             torch.save({k: m.state_dict() for k, m in models.items()},
                        os.path.join(faults.dump_on_eval, f"rank{rank}-eval{evals[0]}.pt"))
         return scores
 
-    train.evaluate = patched_evaluate
+    train.predict_scores = patched_evaluate
     sys.exit(train.main(train_args))
 
 

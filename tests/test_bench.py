@@ -1,12 +1,14 @@
-"""tools/bench.py end to end at tiny sizes, as subprocesses with timeouts run side by side (each
-spends part of its time waiting on ffmpeg or train.py): the one-shot GPU check's code paths on the
-CPU (--gpu --smoke), the same with imageio-ffmpeg unimportable (step c must FAIL, naming why, and
-the check exit non-zero), and the clip-loader section (--sections 4 --smoke). Speed figures are
-noisy on a shared machine, so they are not held to targets; what is checked is that every step
-runs and prints its figures, that each printed verdict agrees with the numbers beside it, the
-exactness checks, and the counts that must hold (log lines, evaluations, one cache entry per
-video file, a teacher saved by its trainable part). Plus, in process: the matmul reference on a
-simulated fast machine, the cache-entry check, the GPU check's guard and the atomic video maker.
+"""tools/bench.py and tools/gpu_check.py end to end at tiny sizes, as subprocesses with timeouts
+run side by side (each spends part of its time waiting on ffmpeg or train.py): the one-shot GPU
+check's code paths on the CPU (gpu_check.py --smoke, as a script), the same as a module with
+imageio-ffmpeg unimportable (step c must FAIL, naming why, and the check exit non-zero), and the
+clip-loader section (bench.py --sections 4 --smoke). Speed figures are noisy on a shared machine,
+so they are not held to targets; what is checked is that every step runs and prints its figures,
+that each printed verdict agrees with the numbers beside it (the dtype rule's too), the exactness
+checks, and the counts that must hold (log lines, evaluations, one cache entry per video file, a
+teacher saved by its trainable part). Plus, in process: the matmul reference on a simulated fast
+machine, the cache-entry check, the GPU check's guard, `bench.py --gpu` handing over to the GPU
+check, the timm row without timm, and the atomic video maker.
 
     python -m pytest -q tests/test_bench.py
 """
@@ -22,11 +24,13 @@ import sys
 import pytest
 import torch
 
-from tools import bench
+import runtime
+from tools import bench, gpu_check
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNS = {"gpu": ["--gpu", "--smoke"], "loader": ["--sections", "4", "--smoke"],
-        "no ffmpeg": ["--gpu", "--smoke"]}
+RUNS = {"gpu": ["tools/gpu_check.py", "--smoke"],  # the GPU check as a script, then as a module
+        "no ffmpeg": ["-m", "tools.gpu_check", "--smoke"],
+        "loader": ["tools/bench.py", "--sections", "4", "--smoke"]}
 SHADOW = "imageio_ffmpeg shadowed by tests/test_bench.py"  # the planted import error
 
 
@@ -45,7 +49,7 @@ def runs(tmp_path_factory):
     try:
         for name, args in RUNS.items():
             procs[name] = subprocess.Popen(
-                [sys.executable, "tools/bench.py", *args, "--cache", caches[name]], cwd=ROOT,
+                [sys.executable, *args, "--cache", caches[name]], cwd=ROOT,
                 env=envs.get(name, env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 text=True, start_new_session=True)
         for name, proc in procs.items():
@@ -194,10 +198,10 @@ def test_cache_check_fails_on_an_entry_per_name(tmp_path, capsys):
     for name in ("a", "a_copy1"):  # what data.cached_frames names an entry: stem, key hash, .npy
         (cache / f"{name}.0123456789abcdef.npy").write_bytes(b"x")
     with pytest.raises(RuntimeError, match="2 cache entries of 1 distinct files"):
-        bench.cache_figures(str(cache), str(tmp_path / "list.csv"))
+        gpu_check.cache_figures(str(cache), str(tmp_path / "list.csv"))
     assert line(capsys.readouterr().out, "cache entries ").endswith("names; one entry per file: NO")
     os.remove(cache / "a_copy1.0123456789abcdef.npy")
-    bench.cache_figures(str(cache), str(tmp_path / "list.csv"))
+    gpu_check.cache_figures(str(cache), str(tmp_path / "list.csv"))
     assert line(capsys.readouterr().out, "cache entries ").endswith(
         "1 (0.00 MB) for 1 video files listed under 2 names; one entry per file: yes")
 
@@ -208,14 +212,45 @@ def test_gpu_check_goes_on_after_a_failure(monkeypatch, capsys):
     def fail(*a):
         raise RuntimeError("planted failure")
 
-    monkeypatch.setattr(bench, "gpu_distill", fail)
-    monkeypatch.setattr(bench, "gpu_agreement", lambda *a: ran.append("b"))
-    monkeypatch.setattr(bench, "gpu_train", lambda *a: ran.append("c"))
-    assert bench.gpu_check(argparse.Namespace(smoke=True)) == 1
+    monkeypatch.setattr(gpu_check, "gpu_distill", fail)
+    monkeypatch.setattr(gpu_check, "gpu_agreement", lambda *a: ran.append("b"))
+    monkeypatch.setattr(gpu_check, "gpu_train", lambda *a: ran.append("c"))
+    assert gpu_check.check(argparse.Namespace(smoke=True)) == 1
     out = capsys.readouterr().out
     assert ran == ["b", "c"]
     assert "a. distill step FAILED: RuntimeError: planted failure" in out
     assert out.rstrip().endswith("FAILED: a. distill step")
+
+
+def test_bench_gpu_hands_over_to_the_gpu_check(monkeypatch, tmp_path):
+    """`python tools/bench.py --gpu [--smoke]`, the README's command, runs tools/gpu_check.py."""
+    calls = []
+    monkeypatch.setattr(gpu_check, "main", lambda argv: calls.append(argv) or 3)
+    for extra in ([], ["--smoke"]):
+        monkeypatch.setattr(sys, "argv", ["bench.py", "--gpu", *extra, "--cache", str(tmp_path)])
+        with pytest.raises(SystemExit) as exit_:
+            bench.main()
+        assert exit_.value.code == 3
+    assert calls == [["--cache", str(tmp_path)], ["--cache", str(tmp_path), "--smoke"]]
+
+
+def test_the_dtype_rule_line_agrees_with_its_ratio(runs):
+    code, out, _ = runs["loader"]
+    assert re.search(r"^machine: .+ \((amx_bf16|avx512_bf16|bf16|no bf16 instructions)[^)]*\), \d+ "
+                     r"cores; ", out, re.M), out[:1000]
+    m = re.fullmatch(r"dtype rule on this CPU \(runtime\.cpu_dtype: predict\.py without "
+                     r"--dtype; train\.py trains in fp32 on a CPU\): (bf16|fp32) "
+                     r"\(this CPU: bf16 matmul ([\d.e-]+)x fp32"
+                     r"(, no fast bf16)?\)", line(out, "dtype rule on this CPU "))
+    assert m, line(out, "dtype rule on this CPU ")
+    assert (m[1] == "bf16") == (float(m[2]) >= runtime.FAST_BF16) == (not m[3])
+
+
+def test_the_timm_row_says_when_timm_is_missing(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "timm", None)  # import timm raises ImportError
+    bench.timm_row(argparse.Namespace(warmup=0, repeats=1), torch.device("cpu"), None, None)
+    assert line(capsys.readouterr().out, "forward timm ViT-S").endswith(
+        "skipped: timm is not installed (pip install timm to compare)")
 
 
 def test_make_video_leaves_nothing_behind_on_failure(tmp_path):

@@ -1,8 +1,8 @@
 """Tests for data.py and video.py: frame-exact reads (containers, variable frame rate and raw YUV),
-resized reads against torch's resize, sampling geometry, fragments, uint8 clips normalised against
-the float path, bad inputs, the remembered video check, the Dataset with worker processes, the
-clip cache.
-Test videos are made in a temporary folder with the bundled ffmpeg; CPU only, about 15 s.
+resized reads against torch's resize, sampling geometry, FAST-VQA's fragments, uint8 clips
+normalised against the float path, bad inputs, the remembered video check, the Dataset with worker
+processes, the clip cache, a teacher's and a FAST-VQA student's views of the same moment.
+Test videos are made in a temporary folder with the bundled ffmpeg; CPU only, about 17 s.
 
 Run from the repository root:  python -m pytest -q tests/test_data.py
 """
@@ -364,35 +364,97 @@ def test_crop_is_in_bounds_and_same_on_all_frames():
     assert tiny.shape == (4, 24, 24, 3) and tiny.dtype == np.uint8
 
 
-@pytest.mark.parametrize("seed", [None, 0, 1])
-def test_fragments_geometry(seed):
-    h, w, p = 250, 300, 32
-    clip = coordinates(3, h, w)
-    out = data.fragment_clip(clip, 224, None if seed is None else np.random.default_rng(seed))
-    assert out.shape == (3, 224, 224, 3)
-    np.testing.assert_array_equal(out[0], out[1])  # identical frames in, so the offsets are shared
-    offsets = []
-    for i in range(7):
-        for j in range(7):
-            block = out[0, i * p : (i + 1) * p, j * p : (j + 1) * p].astype(int)
-            y0, x0 = block[0, 0, 0], block[0, 0, 1] + 256 * block[0, 0, 2]
-            # a native patch
-            np.testing.assert_array_equal(block, clip[0, y0 : y0 + p, x0 : x0 + p])
-            assert (i * h // 7 <= y0 and y0 + p <= (i + 1) * h // 7
-                    and j * w // 7 <= x0 and x0 + p <= (j + 1) * w // 7)
-            offsets.append((y0 - i * h // 7, x0 - j * w // 7))
-    if seed is None:  # test time: cell centres
-        assert set(offsets) <= {((h * (i + 1) // 7 - h * i // 7 - p) // 2,
-                                 (w * (j + 1) // 7 - w * j // 7 - p) // 2)
-                                for i in range(7) for j in range(7)}
-        np.testing.assert_array_equal(out, data.fragment_clip(clip, 224))
-    else:
-        assert len(set(offsets)) > 10
-        np.testing.assert_array_equal(out,
-                                      data.fragment_clip(clip, 224, np.random.default_rng(seed)))
-    # upscaled first
-    small = data.fragment_clip(coordinates(2, 60, 90), 224, np.random.default_rng(0))
-    assert small.shape == (2, 224, 224, 3)
+def test_centred_indices():
+    # by hand: start = centre - (frames - 1) * stride // 2, moved inside the video
+    assert data.centred_indices(100, 8, 4, 50).tolist() == list(range(36, 65, 4))
+    assert data.centred_indices(100, 4, 3, 50).tolist() == [46, 49, 52, 55]  # odd span: (46+55)//2
+    assert data.centred_indices(100, 8, 4, 5).tolist() == list(range(0, 29, 4))  # at the start
+    assert data.centred_indices(100, 8, 4, 95).tolist() == list(range(71, 100, 4))  # at the end
+    assert data.centred_indices(20, 8, 4, 10).tolist() == list(range(3, 18, 2))  # stride 19 // 7
+    assert data.centred_indices(5, 3, 4, 1).tolist() == [0, 2, 4]
+    assert data.centred_indices(5, 8, 2, 2).tolist() == [0, 0, 1, 1, 2, 3, 3, 4]  # frames repeat
+    assert data.centred_indices(1, 3, 2, 0).tolist() == [0, 0, 0]
+
+
+def where(t, h, w):
+    """t identical frames whose pixels hold their own (row, column), both up to 4095: red = row %
+    256, green = column % 256, blue = 16 (row // 256) + column // 256."""
+    y, x = np.mgrid[:h, :w]
+    frame = np.stack([y % 256, x % 256, 16 * (y // 256) + x // 256], -1).astype(np.uint8)
+    return np.repeat(frame[None], t, 0)
+
+
+def corners(frame, grid, p):
+    """(grid, grid, 2): (row, column) of each tiled patch's first pixel in a frame of where()."""
+    px = frame[: grid * p : p, : grid * p : p].astype(int)
+    return np.stack([px[..., 0] + 256 * (px[..., 2] // 16), px[..., 1] + 256 * (px[..., 2] % 16)],
+                    -1)
+
+
+def test_fragments_follow_fast_vqa_rule():
+    """1080p: cells start every 1080 // 7 = 154 rows and 1920 // 7 = 274 columns (min(..., res -
+    32) never binds), patches at offsets in [0, 154 - 32) and [0, 274 - 32), drawn per patch."""
+    clip = where(2, 1080, 1920)
+    cells_y = np.array([0, 154, 308, 462, 616, 770, 924])[:, None]
+    cells_x = np.array([0, 274, 548, 822, 1096, 1370, 1644])[None, :]
+    dy, dx = [], []
+    for seed in range(40):
+        out = data.fragment_clip(clip, 224, np.random.default_rng(seed))
+        assert out.shape == (2, 224, 224, 3) and out.dtype == np.uint8
+        c = corners(out[0], 7, 32)
+        for i, j in np.ndindex(7, 7):  # native patches, the same on both frames
+            y, x = c[i, j]
+            np.testing.assert_array_equal(out[:, 32 * i : 32 * (i + 1), 32 * j : 32 * (j + 1)],
+                                          clip[:, y : y + 32, x : x + 32])
+        dy.append(c[..., 0] - cells_y)
+        dx.append(c[..., 1] - cells_x)
+    dy, dx = np.stack(dy), np.stack(dx)  # (40, 7, 7)
+    assert dy.min() == 0 and dy.max() == 121 and dx.min() == 0 and dx.max() == 241
+    assert len(np.unique(dy)) > 100 and len(np.unique(dx)) > 200
+    assert (dy.std(2) > 0).all() and (dx.std(1) > 0).all()  # one draw per patch, not per row
+
+
+def test_fragments_of_a_small_video_are_upscaled_first():
+    """144 x 176 is upscaled to 224 x 273 (short side 224); the grid spans the upscaled frame:
+    rows every 224 // 7 = 32 with no room to move, columns every 273 // 7 = 39, offsets in
+    [0, 7)."""
+    clip = where(2, 144, 176)
+    up = data._upscale(clip, 224)
+    assert up.shape == (2, 224, 273, 3)
+    cells_x, seen = [0, 39, 78, 117, 156, 195, 234], set()
+    for seed in range(6):
+        out = data.fragment_clip(clip, 224, np.random.default_rng(seed))
+        for i, j in np.ndindex(7, 7):
+            patch = out[:, 32 * i : 32 * (i + 1), 32 * j : 32 * (j + 1)]
+            near = range(max(cells_x[j] - 8, 0), min(cells_x[j] + 16, 273 - 32 + 1))
+            found = [x for x in near
+                     if np.array_equal(patch, up[:, 32 * i : 32 * (i + 1), x : x + 32])]
+            assert len(found) == 1 and 0 <= found[0] - cells_x[j] < 7, (i, j, found)
+            seen.add(found[0] - cells_x[j])
+    assert seen == set(range(7))
+
+
+def test_fragment_offsets_are_drawn_for_every_32_frames():
+    clip = where(70, 300, 400)  # 300 // 7 = 42 and 400 // 7 = 57: room 10 and 25
+    out = data.fragment_clip(clip, 224, np.random.default_rng(0))
+    for a, b in [(0, 32), (32, 64), (64, 70)]:  # the same offsets within a group
+        assert (out[a:b] == out[a]).all(), (a, b)
+    assert not np.array_equal(out[0], out[32]) and not np.array_equal(out[32], out[64])
+    assert (data.fragment_clip(clip[:8], 224, np.random.default_rng(0)) == out[0]).all()
+
+
+def test_fragments_at_test_time_are_fixed():
+    """No generator: eval_rng(0), the same every call (FAST-VQA draws them afresh at test)."""
+    clip = where(3, 250, 300)
+    out = data.fragment_clip(clip, 224)
+    np.testing.assert_array_equal(out, data.fragment_clip(clip, 224))
+    np.testing.assert_array_equal(out, data.fragment_clip(clip, 224, data.eval_rng(0)))
+    assert not np.array_equal(out, data.fragment_clip(clip, 224, data.eval_rng(1)))
+    cells = np.stack(np.meshgrid(35 * np.arange(7), 42 * np.arange(7), indexing="ij"), -1)
+    c = corners(out[0], 7, 32) - cells  # 250 // 7 = 35 and 300 // 7 = 42 apart
+    assert c.min() >= 0 and c[..., 0].max() < 35 - 32 and c[..., 1].max() < 42 - 32
+    assert data.fragment_clip(where(2, 60, 90), 224).shape == (2, 224, 224, 3)  # upscaled
+    assert data.fragment_clip(clip, 28, grid=2).shape == (3, 28, 28, 3)  # the ViT's 2 x 2 of 14 px
     with pytest.raises(ValueError, match="multiple"):
         data.fragment_clip(clip, 100)
 
@@ -642,3 +704,118 @@ def test_clip_cache_cold_with_two_workers(items, tmp_path):
     loader = torch.utils.data.DataLoader(cached, batch_size=1, num_workers=2)
     assert all(torch.equal(clip[0], plain[i][0]) for clip, _, i in loader)
     assert len(list(tmp_path.glob("*.npy"))) == 2 and not list(tmp_path.glob("*.tmp"))
+
+
+# -----------------------------------------------------------------------------
+# two views of the same moment: the teacher's clip and a FAST-VQA student's fragments
+
+
+M = 60  # frames of the moment video
+TEACHER = dict(frames=4, size=24, stride=4)
+STUDENT = dict(frames=8, size=28, stride=2, fragments=7)  # 4 px: cells 64 // 7 = 9, 80 // 7 = 11
+
+
+@pytest.fixture(scope="module")
+def moment(tmp_path_factory):
+    """60 lossless frames of 64 x 80: red = 4 x the frame's index, green = 3 x row, blue = 3 x
+    column."""
+    y, x = np.mgrid[:64, :80]
+    frames = np.empty((M, 64, 80, 3), np.uint8)
+    frames[..., 0] = 4 * np.arange(M)[:, None, None]
+    frames[..., 1], frames[..., 2] = 3 * y, 3 * x
+    path = tmp_path_factory.mktemp("moment") / "moment.mp4"
+    return dict(path=encode(path, frames, "-c:v", "libx264rgb", "-qp", "0", "-g", "10"), mos=50.0)
+
+
+def frame_numbers(clips, red_step):
+    """(clips, 3, T, H, W) -> the frame index each frame shows, [[...] per clip]."""
+    return (clips[:, 0].float().mean((-2, -1)) / red_step).round().long().tolist()
+
+
+def fragment_corners(student, grid, p):
+    """(clips, 3, T, S, S) student clips of the moment video -> (clips, grid, grid, 2) offsets of
+    each patch's first pixel inside its cell (rows 9, columns 11 apart); asserts native patches."""
+    px = student[:, 1:, :, : grid * p : p, : grid * p : p].numpy().astype(int) // 3
+    assert (px == px[:, :, :1]).all()  # one set of offsets for the clip's frames
+    rows, cols = px[:, 0, 0], px[:, 1, 0]  # (clips, grid, grid)
+    ramps = student[:, 1:, :, :p, :p].numpy().astype(int) // 3  # the first patch: +1 a pixel
+    assert (np.diff(ramps[:, 0], axis=-2) == 1).all() and (np.diff(ramps[:, 1], axis=-1) == 1).all()
+    return np.stack([rows - 9 * np.arange(grid)[:, None], cols - 11 * np.arange(grid)], -1)
+
+
+def test_two_views_at_test_see_the_same_moments(moment, items):
+    ds = data.VideoDataset([moment], **TEACHER, train=False, clips=2, student_view=STUDENT)
+    (clip, student), target, index = ds[0]
+    assert clip.shape == (2, 3, 4, 24, 24) and student.shape == (2, 3, 8, 28, 28)
+    assert clip.dtype == student.dtype == torch.uint8 and target.item() == 0.5 and index == 0
+    # by hand: eval_indices(60, 4, 4, 2) starts at round(47 / 4) = 12 and round(3 * 47 / 4) = 35,
+    # centre frames 18 and 41; the student's 8 frames at stride 2 start 7 frames before them
+    assert frame_numbers(clip, 4) == [[12, 16, 20, 24], [35, 39, 43, 47]]
+    assert frame_numbers(student, 4) == [list(range(11, 26, 2)), list(range(34, 49, 2))]
+    offsets = fragment_corners(student, 7, 4)
+    assert offsets.min() == 0 and offsets[..., 0].max() < 9 - 4 and offsets[..., 1].max() < 11 - 4
+    assert not np.array_equal(offsets[0], offsets[1])  # seeded by the clip number
+    # wherever the video stands in the list, whatever the seed: the same clips
+    other = dict(path=items[0]["path"], mos=10.0)
+    moved = data.VideoDataset([other, other, moment], **TEACHER, train=False, clips=2, seed=7,
+                              student_view=STUDENT)
+    (clip2, student2), _, _ = moved[2]
+    assert torch.equal(clip2, clip) and torch.equal(student2, student)
+    (plain, student3), _, _ = moved[0]
+    assert plain.shape == (2, 3, 4, 24, 24) and student3.shape == (2, 3, 8, 28, 28)
+
+
+def test_two_views_in_training(moment, items):
+    """Both views around one centre frame in every epoch; the first view is what it is without the
+    second; (seed, epoch, index) repeat the student's frames and fragments, in workers too."""
+    ds = data.VideoDataset([moment, items[2]], **TEACHER, seed=1, student_view=STUDENT)
+    plain = data.VideoDataset([moment, items[2]], **TEACHER, seed=1)
+    centres, corner_sets = set(), set()
+    for epoch in range(8):
+        ds.set_epoch(epoch)
+        plain.set_epoch(epoch)
+        (clip, student), target, index = ds[0]
+        assert clip.shape == (3, 4, 24, 24) and student.shape == (3, 8, 28, 28)
+        assert clip.dtype == student.dtype == torch.uint8
+        assert torch.equal(clip, plain[0][0])
+        (again, student_again), _, _ = ds[0]
+        assert torch.equal(again, clip) and torch.equal(student_again, student)
+        (t,), (s,) = frame_numbers(clip[None], 4), frame_numbers(student[None], 4)
+        centre = (t[0] + t[-1]) // 2
+        assert np.diff(t).tolist() == [4] * 3 and np.diff(s).tolist() == [2] * 7
+        assert (s[0] + s[-1]) // 2 == centre or s[0] == 0 or s[-1] == M - 1, (t, s)
+        centres.add(centre)
+        corner_sets.add(fragment_corners(student[None], 7, 4).tobytes())
+    assert len(centres) > 3 and len(corner_sets) == 8
+    # the short video (5 frames of 16 x 24): the teacher's stride shrinks to 1, the student's 8
+    # frames repeat; its 16 x 24 frames are upscaled to 28 x 42
+    (clip, student), _, _ = ds[1]
+    assert clip.shape == (3, 4, 24, 24) and student.shape == (3, 8, 28, 28)
+    (t,), (s,) = frame_numbers(clip[None], 5), frame_numbers(student[None], 5)
+    assert t in ([0, 1, 2, 3], [1, 2, 3, 4]) and s == [0, 0, 1, 1, 2, 3, 3, 4]
+
+    def run(workers):
+        loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=workers)
+        return [views for views, _, _ in loader]
+
+    (one,), (two,) = run(0), run(2)
+    assert one[0].shape == (2, 3, 4, 24, 24) and one[1].shape == (2, 3, 8, 28, 28)
+    assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
+
+
+def test_two_views_with_the_cache(moment, tmp_path):
+    """The first view from the cache, the student's native frames decoded: the same clips."""
+    geometry = dict(**TEACHER, train=False, clips=2, student_view=STUDENT)
+    (clip, student), _, _ = data.VideoDataset([moment], **geometry)[0]
+    (cached, student2), _, _ = data.VideoDataset([moment], **geometry, cache=str(tmp_path))[0]
+    assert torch.equal(cached, clip) and torch.equal(student2, student)
+    assert len(list(tmp_path.glob("*.npy"))) == 1
+
+
+@pytest.mark.parametrize("view", [dict(frames=8, size=28, stride=2),
+                                  dict(frames=8, size=30, stride=2, fragments=7),
+                                  dict(frames=0, size=28, stride=2, fragments=7),
+                                  dict(frames=8, size=28, stride=2, fragments=True)])
+def test_bad_student_views(moment, view):
+    with pytest.raises(ValueError, match="student_view needs"):
+        data.VideoDataset([moment], student_view=view)

@@ -5,6 +5,7 @@ without autocast, and checkpoint loading (also into models built on the meta dev
     python -m pytest -q tests/test_model.py
 """
 import argparse
+import copy
 import math
 from dataclasses import asdict
 
@@ -13,9 +14,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from model import (CONFIGS, ConvVQA, VideoViT, ViTConfig, checkpoint_grid, dct_patch_init,
-                   flops_per_clip, load_internvideo2, remap_state_dict, sincos_pos_embed)
-from runtime import config_of, load_weights
+from fastvqa import FastVQA, FastVQAConfig
+from model import (CONFIGS, RMSNorm, VideoViT, ViTConfig, checkpoint_grid,
+                   dct_patch_init, flops_per_clip, load_internvideo2, remap_state_dict,
+                   sincos_pos_embed)
+from runtime import config_of, load_weights, read_model
+
+TINY_FASTVQA = FastVQAConfig(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1),
+                             head_hidden=8)
 
 
 def tiny(**kw):
@@ -148,6 +154,36 @@ def test_forward_matches_independent_reference_in_float64():
     torch.testing.assert_close(model(x), score, rtol=1e-10, atol=1e-10)
 
 
+def test_rmsnorm_normalises_in_at_least_float32():
+    """Against x / sqrt(mean(x^2) + eps) in float64, written here: float32 and float64 inputs
+    normalise to their own precision; a bf16 input is normalised in float32, rounded to bf16 once,
+    then scaled by the weight (upstream's order), so all but a rare element (where float32 and
+    float64 round to different bf16 neighbours) equal the reference rounded to bf16; a bf16
+    model's output stays bf16."""
+    g = torch.Generator().manual_seed(0)
+    norm = RMSNorm(64)
+    with torch.no_grad():
+        norm.weight.copy_(torch.rand(64, generator=g) + 0.5)
+    x = torch.randn(4, 50, 64, generator=g, dtype=torch.float64) * 3
+    w = norm.weight.detach().double()
+
+    def want(x):
+        x = x.double()
+        return x / (x.pow(2).mean(-1, keepdim=True) + 1e-6).sqrt()
+
+    with torch.no_grad():
+        out32, out64 = norm(x.float()), copy.deepcopy(norm).double()(x)
+        xb = x.to(torch.bfloat16)
+        outb, outbb = norm(xb), copy.deepcopy(norm).to(torch.bfloat16)(xb)
+    assert (out32.dtype, out64.dtype, outb.dtype, outbb.dtype) == (
+        torch.float32, torch.float64, torch.float32, torch.bfloat16)
+    torch.testing.assert_close(out32.double(), w * want(x), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(out64, w * want(x), rtol=1e-12, atol=1e-12)
+    rounded = w.float() * want(xb).to(torch.bfloat16).float()
+    off = (outb - rounded).abs() / rounded.abs()
+    assert off.max() <= 2 ** -7 and (off > 0).float().mean() < 0.01, (off > 0).float().mean()
+
+
 def test_sincos_table():
     dim, t, h, w = 64, 3, 2, 5
     pe = sincos_pos_embed(dim, t, h, w)
@@ -190,14 +226,6 @@ def test_drop_path_only_in_training():
     torch.manual_seed(0)
     outs = [model(x) for _ in range(4)]
     assert any(not torch.equal(outs[0], o) for o in outs[1:])
-
-
-def test_conv_student():
-    model = ConvVQA()
-    x = torch.randn(2, 3, 4, 64, 64)
-    assert model.forward_features(x).shape == (2, 256)
-    assert model(x).shape == (2,)
-    assert 1e6 < sum(p.numel() for p in model.parameters()) < 5e6
 
 
 # ------------------------------------------------------------------------------------------
@@ -417,12 +445,12 @@ def test_load_weights_names_the_file_and_what_does_not_fit(tmp_path):
         load_weights(VideoViT(tiny()), str(tmp_path / "junk.pth"))
     with pytest.raises(ValueError, match="gone.pth: cannot be read as a torch checkpoint"):
         load_weights(VideoViT(tiny()), str(tmp_path / "gone.pth"))
-    conv = ConvVQA()
+    fast = FastVQA(TINY_FASTVQA)  # an earlier version's CNN student: no config, no model for it
     torch.save(dict(student={"stem.0.weight": torch.zeros(1)}, student_config=None, teacher=None,
                     config={}),
                tmp_path / "conv.pt")
-    with pytest.raises(ValueError, match="conv.pt"):
-        load_weights(conv, str(tmp_path / "conv.pt"))
+    with pytest.raises(ValueError, match="conv.pt: holds an earlier version's CNN student"):
+        load_weights(fast, str(tmp_path / "conv.pt"))
 
 
 def test_config_of_an_official_file_by_width_and_depth():
@@ -495,18 +523,21 @@ def test_a_model_built_on_the_meta_device_loads_as_a_normal_one(tmp_path):
                     and torch.equal(b["fc_norm.bias"], torch.zeros(32)))
     # this project's checkpoint, through runtime.read_model
     project_checkpoint(tmp_path / "best.pt", source)
-    from runtime import read_model
     model, _, report = read_model(str(tmp_path / "best.pt"))
     assert report["left_at_init"] == [] and not any(p.is_meta for p in model.parameters())
     assert all(torch.equal(v, source.state_dict()[k]) for k, v in model.state_dict().items())
-    conv = ConvVQA(widths=(8, 8, 8, 8), feature_dim=16)
-    conv.train()(torch.randn(2, 3, 2, 16, 16))  # running statistics that are not the init's
-    torch.save(dict(student=conv.state_dict(), student_config=None, teacher=None, config={}),
-               tmp_path / "conv.pt")
-    with torch.device("meta"):
-        empty = ConvVQA(widths=(8, 8, 8, 8), feature_dim=16)
-    load_weights(empty, str(tmp_path / "conv.pt"))
-    assert all(torch.equal(v, conv.state_dict()[k]) for k, v in empty.state_dict().items())
+    # a FAST-VQA student of this project: read back at its saved config, every tensor equal
+    torch.manual_seed(0)
+    fast = FastVQA(TINY_FASTVQA)
+    torch.save(dict(student=fast.state_dict(), student_config=asdict(fast.cfg), teacher=None,
+                    config={}), tmp_path / "fast.pt")
+    model, _, report = read_model(str(tmp_path / "fast.pt"))
+    assert isinstance(model, FastVQA) and model.cfg == fast.cfg and report["left_at_init"] == []
+    assert all(torch.equal(v, fast.state_dict()[k]) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="fast.pt: holds a FAST-VQA student, not a VideoViT"):
+        load_weights(VideoViT(tiny()), str(tmp_path / "fast.pt"))
+    with pytest.raises(ValueError, match="best.pt: holds an InternVideo2 ViT student, not a Fast"):
+        load_weights(FastVQA(TINY_FASTVQA), str(tmp_path / "best.pt"))
 
 
 def test_scores_stay_float32_under_bf16_autocast():

@@ -13,7 +13,8 @@ import torch
 
 import runtime
 from distill import Distiller, build_optimizer, freeze_teacher
-from model import ConvVQA, VideoViT, ViTConfig
+from fastvqa import FastVQA, FastVQAConfig
+from model import VideoViT, ViTConfig
 
 
 def tiny():
@@ -24,33 +25,34 @@ def tiny():
 def checkpoints(out, partial=False):
     torch.manual_seed(0)
     teacher = freeze_teacher(VideoViT(tiny()))
-    student = ConvVQA(widths=(8, 8, 8, 8), feature_dim=16)  # BatchNorm buffers too
+    student = FastVQA(FastVQAConfig(embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1),
+                                    head_hidden=8))  # int buffers too
     d = Distiller(teacher, student)
     opt = build_optimizer([student, teacher], lr=1e-3)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     ckpts = runtime.Checkpoints(str(out), dict(teacher=teacher, student=student), opt, sched,
                                 scaler, torch.device("cpu"), partial, config={}, world=1)
-    x, y = torch.randn(2, 3, 2, 28, 28), torch.rand(2)
+    x, y = (torch.randn(2, 3, 2, 28, 28), torch.randn(2, 3, 4, 32, 32)), torch.rand(2)
     d.train()
     d(x, y)["loss"].backward()
     opt.step()
     return ckpts, teacher, student
 
 
-@pytest.mark.parametrize("where", ["weight", "buffer"])
+@pytest.mark.parametrize("where", ["student", "teacher"])
 def test_a_save_never_writes_a_non_finite_weight(tmp_path, where):
-    """A NaN in a weight (or a BatchNorm statistic): save returns False and the last good last.pt
-    stays byte for byte; no temporary file is left."""
+    """A NaN in a weight (the student's, or the teacher's trainable part): save returns False and
+    the last good last.pt stays byte for byte; no temporary file is left."""
     ckpts, teacher, student = checkpoints(tmp_path)
     loop = dict(step=1, best=None, history=[])
     assert ckpts.save("last.pt", loop)
     good = (tmp_path / "last.pt").read_bytes()
     with torch.no_grad():
-        if where == "weight":
-            student.head.weight[0, 0] = math.nan
+        if where == "student":
+            student.vqa_head.fc_last.weight[0, 0] = math.nan
         else:
-            student.stem[1].running_var[0] = math.inf
+            teacher.head.weight[0, 0] = math.inf
     assert not ckpts.save("last.pt", dict(loop, step=2))
     assert not ckpts.save("best.pt", dict(loop, step=2))
     assert (tmp_path / "last.pt").read_bytes() == good and not (tmp_path / "best.pt").exists()

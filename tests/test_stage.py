@@ -13,12 +13,14 @@ import sys
 import pytest
 import torch
 
+import config
+import datasets
 import toy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--student", "tiny", "--teacher", "tiny", "--toy-variant", "tiny", "--frames", "2",
         "--size", "28", "--stride", "1", "--test-clips", "1", "--batch-size", "2", "--workers", "0",
-        "--log-every", "4", "--epochs", "1", "--pretrain", "3"]
+        "--log-every", "4", "--epochs", "1", "--pretrain", "3", "--dtype", "fp32"]
 
 
 def start(args, cwd):
@@ -95,6 +97,24 @@ def test_a_second_run_reuses_the_stage_and_a_change_rebuilds_it(quick):
     code, out = run(args + ["--out", str(cwd / "other"), "--seed", "1"], cwd)  # another input
     assert code == 0 and "teacher stage: python" in out, out[-3000:]
     assert len(teachers(data)) == 2 and os.stat(data / only / "last.pt").st_mtime_ns == made
+
+
+def test_a_corpus_changed_under_the_same_name_trains_another_teacher(quick, monkeypatch):
+    """The stage's key holds the corpus's own marker: a corpus rebuilt in the same folder with other
+    contents (here: a change to the families that draw them) must not reuse the old teacher."""
+    cwd, _ = quick
+    data = cwd / "data"
+    args, _ = config.parse_args(TINY + ["--data-root", str(data / "toy"), "--device", "cpu"])
+    test_items = [it for it in datasets.load_csv(data / "toy" / "toy.csv") if it["split"] == "test"]
+    quiet, before = (lambda *_: None), teachers(data)
+    first = toy.pretrained_teacher(args, test_items, log=quiet)  # the fixture's run trained it
+    assert teachers(data) == before and os.path.basename(os.path.dirname(first)) in before
+    marker = (data / "corpus-3" / toy.MARKER).read_text()
+    draw = toy.draw_contents
+    monkeypatch.setattr(toy, "draw_contents", lambda n, seed=0: draw(n, seed + 1))
+    second = toy.pretrained_teacher(args, test_items, log=quiet)
+    assert (data / "corpus-3" / toy.MARKER).read_text() != marker  # rebuilt under the same name
+    assert second != first and os.path.exists(second) and len(teachers(data)) == len(before) + 1
 
 
 def test_an_interrupted_stage_leaves_nothing(tmp_path):

@@ -34,7 +34,7 @@ def run(args, timeout):
     return proc.returncode, out, err
 
 
-@pytest.mark.parametrize("tool", ["bench", "compare"])
+@pytest.mark.parametrize("tool", ["bench", "compare", "gpu_check"])
 def test_tools_start_as_scripts_and_as_modules(tool):
     for args in ([f"tools/{tool}.py", "--help"], ["-m", f"tools.{tool}", "--help"]):
         code, out, err = run(args, timeout=60)
@@ -46,25 +46,27 @@ def test_compare_runs_the_teacher_stage_first_and_reuses_finished_runs(tmp_path)
     out, toy = tmp_path / "compare", str(tmp_path / "data" / "toy")
     tiny = ["--toy-variant", "tiny", "--teacher", "tiny", "--frames", "2", "--size", "28",
             "--stride", "1", "--test-clips", "1", "--batch-size", "2", "--workers", "0",
-            "--max-steps", "1", "--pretrain", "3"]  # a teacher stage on a 3-content corpus
-    args = ["tools/compare.py", "--rows", "teacher pre-trained,teacher,conv+KD", "--seeds", "0",
+            "--max-steps", "1", "--pretrain", "3", "--dtype", "fp32",  # a stage on 3 contents
+            "--fastvqa-frames", "4", "--fastvqa-size", "32", "--fastvqa-stride", "1"]
+    args = ["tools/compare.py", "--rows", "teacher pre-trained,teacher,fastvqa+KD", "--seeds", "0",
             "--jobs", "1", "--out", str(out), "--data-root", toy, "--extra", *tiny]
     code, first, err = run(args, timeout=300)
     assert code == 0, first[-3000:] + err[-3000:]
     launched = [s.split("]")[1].split(":")[0].strip() for s in first.splitlines()
                 if s.startswith("[")]
-    # small+KD first: its run builds the seed's teacher stage, which conv+KD then reuses
-    assert launched == ["small+KD-s0", "conv+KD-s0", "conv+KD_on_VVC-s0", "small+KD_on_VVC-s0"]
-    logs = {r: (out / f"{r}-s0" / "log.txt").read_text() for r in ("small+KD", "conv+KD")}
+    # small+KD first: its run builds the seed's teacher stage, which fastvqa+KD then reuses
+    assert launched == ["small+KD-s0", "fastvqa+KD-s0", "fastvqa+KD_on_VVC-s0",
+                        "small+KD_on_VVC-s0"]
+    logs = {r: (out / f"{r}-s0" / "log.txt").read_text() for r in ("small+KD", "fastvqa+KD")}
     assert ("teacher stage: python" in logs["small+KD"]
-            and "teacher stage: python" not in logs["conv+KD"])
-    stage = [s for s in logs["conv+KD"].splitlines()
+            and "teacher stage: python" not in logs["fastvqa+KD"])
+    stage = [s for s in logs["fastvqa+KD"].splitlines()
              if s.startswith("teacher: ") and "last.pt" in s]
     assert stage and str(tmp_path / "data") in stage[0]  # the stage beside the toy set, reused
     table = (out / "results.md").read_text().splitlines()
     assert [row.split("|")[1].strip() for row in table[2:7]] == [
-        "teacher pre-trained", "teacher", "teacher on VVC", "conv+KD", "conv+KD on VVC"]
-    last_eval = [s for s in logs["conv+KD"].splitlines() if s.strip().startswith("student ")][-1]
+        "teacher pre-trained", "teacher", "teacher on VVC", "fastvqa+KD", "fastvqa+KD on VVC"]
+    last_eval = [s for s in logs["fastvqa+KD"].splitlines() if s.strip().startswith("student ")][-1]
     srcc = float(last_eval.split("SRCC")[1].split()[0])
     within = float(last_eval.split("within-source SRCC")[1].split()[0])
     cells = [c.strip() for c in table[5].split("|")]

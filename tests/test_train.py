@@ -12,6 +12,7 @@ test waits for a delay or races a signal against training.
 
     OMP_NUM_THREADS=1 python -m pytest -q tests/test_train.py
 """
+import argparse
 import contextlib
 import csv
 import hashlib
@@ -45,7 +46,13 @@ PATCHED = os.path.join(ROOT, "tests", "run_patched.py")
 # 24 training videos: 12 steps an epoch
 TINY = ["--student", "tiny", "--teacher", "tiny", "--toy-variant", "tiny", "--frames", "2",
         "--size", "28", "--stride", "1", "--test-clips", "2", "--batch-size", "2", "--workers", "0",
-        "--log-every", "1", "--epochs", "2", "--pretrain", "0", "--device", "cpu"]
+        "--log-every", "1", "--epochs", "2", "--pretrain", "0", "--device", "cpu",
+        "--dtype", "fp32"]  # whatever this CPU's rule (tests/test_dtype.py) would choose
+
+
+# FAST-VQA-B's own view at the smallest size its window allows (4 frames of 32 x 32 fragments)
+FASTVQA = ["--student", "fastvqa", "--fastvqa-frames", "4", "--fastvqa-size", "32",
+           "--fastvqa-stride", "1"]
 
 
 # -----------------------------------------------------------------------------------------------
@@ -146,9 +153,10 @@ def main(argv, check=True):
 
 
 def predict_here(argv):
-    """predict.py's main in this process: a CompletedProcess of its exit code and output."""
+    """predict.py's main in this process, in fp32 unless argv says (as TINY's runs): a
+    CompletedProcess of its exit code and output."""
     saved = sys.argv
-    sys.argv = ["predict.py", *argv]
+    sys.argv = ["predict.py", *argv, *([] if "--dtype" in argv else ["--dtype", "fp32"])]
     try:
         with here() as result:
             predict.main()
@@ -288,8 +296,12 @@ def test_a_bf16_frozen_teacher_trains_and_evaluates_without_autocast(toy, tmp_pa
 
 
 def test_spawned_workers(toy, tmp_path):
+    """DataLoader workers started by spawn (macOS's and Windows' way): the dataset and the
+    worker set-up must pickle."""
+    spawn = [sys.executable, "-c", "import sys, torch.multiprocessing as mp, train; "
+             "mp.set_start_method('spawn'); sys.exit(train.main(sys.argv[1:]))"]
     run(TINY + ["--data-root", toy, "--out", str(tmp_path / "o"), "--max-steps", "1",
-                "--workers", "1", "--worker-start", "spawn"])
+                "--workers", "1"], script=spawn)
     assert torch.load(tmp_path / "o" / "last.pt", weights_only=True)["step"] == 1
 
 
@@ -377,15 +389,21 @@ def test_a_signal_saves_and_resume_finishes(toy, straight, tmp_path, sig, code, 
     same_run(torch.load(out / "last.pt", weights_only=True), straight)
 
 
-def test_resume_across_an_epoch_with_grad_accum(toy, tmp_path):
-    # 6 steps/epoch
-    common = TINY + ["--data-root", toy, "--seed", "1", "--drop-path", "0.1", "--grad-accum", "2"]
-    main(common + ["--out", str(tmp_path / "a"), "--max-steps", "8"])
-    main(common + ["--out", str(tmp_path / "b"), "--max-steps", "4"])
-    main(common + ["--out", str(tmp_path / "b"), "--max-steps", "8", "--resume"])
+def resume_is_exact(args, tmp_path, steps, stop_at):
+    """A run of `steps` optimizer steps into tmp_path/a, and one stopped at `stop_at` and resumed
+    into tmp_path/b: the same student and teacher, tensor for tensor."""
+    main(args + ["--out", str(tmp_path / "a"), "--max-steps", str(steps)])
+    main(args + ["--out", str(tmp_path / "b"), "--max-steps", str(stop_at)])
+    main(args + ["--out", str(tmp_path / "b"), "--max-steps", str(steps), "--resume"])
     for key in ("student", "teacher"):
         assert equal_states(state(tmp_path / "a" / "last.pt", key),
                             state(tmp_path / "b" / "last.pt", key)), key
+
+
+def test_resume_across_an_epoch_with_grad_accum(toy, tmp_path):
+    # 6 steps/epoch
+    common = TINY + ["--data-root", toy, "--seed", "1", "--drop-path", "0.1", "--grad-accum", "2"]
+    resume_is_exact(common, tmp_path, steps=8, stop_at=4)
 
 
 def test_resume_refuses_a_checkpoint_with_other_keys(toy, trained, tmp_path):
@@ -491,13 +509,13 @@ def test_dataloader_workers_leave_signals_to_the_main_process(toy, tmp_path):
 def test_a_nan_evaluation_never_locks_best(toy, tmp_path, monkeypatch):
     """Constant predictions (finite, so the run goes on) make the first evaluation's SRCC NaN:
     the second, finite one must become the best."""
-    real, calls = train.evaluate, []
+    real, calls = train.predict_scores, []
 
     def constant_first(*args, **kwargs):
         scores = real(*args, **kwargs)
         calls.append(1)
         return {k: [50.0] * len(v) for k, v in scores.items()} if len(calls) == 1 else scores
-    monkeypatch.setattr(train, "evaluate", constant_first)
+    monkeypatch.setattr(train, "predict_scores", constant_first)
     # 2 epochs of 2
     main(TINY + ["--data-root", toy, "--out", str(tmp_path / "o"), "--batch-size", "12"])
     ckpt = torch.load(tmp_path / "o" / "best.pt", weights_only=True)
@@ -633,8 +651,8 @@ def test_eval_only_and_predict(toy, trained):
     assert proc.stdout.strip().splitlines()[-1].startswith("best: student srcc=")
     with open(os.path.join(out, "predictions.csv")) as f:
         videos = [r["path"] for r in csv.DictReader(f)][:2]
-    proc = run(["--ckpt", best, videos[0], "missing.mp4", videos[1]], script="predict.py",
-               check=False)
+    proc = run(["--ckpt", best, videos[0], "missing.mp4", videos[1], "--dtype", "fp32"],
+               script="predict.py", check=False)
     assert proc.returncode == 1
     lines = proc.stdout.strip().splitlines()
     assert lines[0] == "path,score" and [line.split(",")[0] for line in lines[1:]] == videos
@@ -669,6 +687,67 @@ def test_predict_reproduces_the_evaluation(trained, tmp_path):
     # the toy labels' range: 0..100
     want = {r["path"]: 10 + 10 * float(r["teacher"]) / 100 for r in rows}
     assert scores_of(teacher.stdout) == pytest.approx(want, rel=1e-6)
+
+
+def test_a_fastvqa_student_trains_resumes_and_predicts(toy, tmp_path):
+    """train.py --student fastvqa beside a teacher: two views (the teacher's clips, FAST-VQA's
+    fragments of the same moment); a resumed run ends with the uninterrupted run's weights, and
+    predict.py scores the checkpoint on FAST-VQA's own view as its evaluation did."""
+    resume_is_exact(TINY + FASTVQA + ["--data-root", toy, "--epochs", "1"], tmp_path, steps=4,
+                    stop_at=2)
+    with open(tmp_path / "a" / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    proc = predict_here(["--ckpt", str(tmp_path / "a" / "last.pt"), *(r["path"] for r in rows)])
+    assert proc.returncode == 0, proc.stderr
+    assert scores_of(proc.stdout) == pytest.approx({r["path"]: float(r["student"]) for r in rows},
+                                                   rel=1e-6)
+
+
+def test_checkpoints_of_the_other_family_are_one_line_errors(toy, tmp_path):
+    torch.manual_seed(0)
+    from fastvqa import FASTVQA_CONFIGS, FastVQA
+    sd = FastVQA(FASTVQA_CONFIGS["b"]).state_dict()
+    torch.save({"state_dict": {f"fragments_backbone.{k}" if not k.startswith("vqa_head.") else k:
+                               v for k, v in ((k.removeprefix("fragments_backbone."), v)
+                                              for k, v in sd.items())}}, tmp_path / "fast.pth")
+    torch.save(VideoViT(CONFIGS["tiny"]).state_dict(), tmp_path / "vit.pth")
+    base = TINY + ["--data-root", toy, "--out", str(tmp_path / "o"), "--teacher", "none"]
+    for argv, says in ((["--student-ckpt", str(tmp_path / "fast.pth")],
+                        "fast.pth: is a FAST-VQA checkpoint, not an InternVideo2 one"),
+                       (FASTVQA + ["--student-ckpt", str(tmp_path / "vit.pth")],
+                        "vit.pth: ")):
+        proc = main(base + argv, check=False)
+        assert proc.returncode == 1 and says in proc.stderr and "Traceback" not in proc.stderr, \
+            proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_predict_scores_an_official_fastvqa_file_raw_and_on_its_scale(toy, tmp_path):
+    """An official FAST-VQA-B file: FAST-VQA's own test clips (4 clips of 32 frames at stride 2,
+    7 x 7 native fragments of 32 px), its raw score and the official 0..1 mapping, by hand."""
+    from fastvqa import FASTVQA_CONFIGS, FastVQA
+    torch.manual_seed(0)
+    model = FastVQA(FASTVQA_CONFIGS["b"]).eval()
+    torch.save({"state_dict": model.state_dict()}, tmp_path / "FAST_VQA_B_1_4.pth")
+    args = argparse.Namespace(frames=None, size=None, trust_ckpt=False, ckpt_frames=None,
+                              fastvqa_scale=None)
+    *_, geometry, _, official = predict.load_model(str(tmp_path / "FAST_VQA_B_1_4.pth"),
+                                                   "student", args)
+    assert official == "FAST-VQA" and geometry == dict(frames=32, size=224, stride=2, clips=4,
+                                                       fragments=7, resize=False)
+    video = toy_rows(toy, "test")[0]["path"]
+    proc = predict_here(["--ckpt", str(tmp_path / "FAST_VQA_B_1_4.pth"), "--frames", "4",
+                         "--size", "64", "--clips", "2", video])  # a small view of the same kind
+    assert proc.returncode == 0, proc.stderr
+    (row,) = csv.DictReader(io.StringIO(proc.stdout))
+    clips = data.VideoDataset([dict(path=video, mos=0.0)], train=False, frames=4, size=64,
+                              stride=2, clips=2, fragments=2, resize=False)[0][0]
+    with torch.no_grad():
+        raw = model(data.normalise(clips)).mean().item()
+    assert float(row["raw"]) == pytest.approx(raw, rel=1e-6)
+    assert float(row["quality_0_1"]) == pytest.approx(
+        1 / (1 + math.exp(-(raw + 0.110198185) / 0.04178565)), rel=1e-6)
+    assert "sigmoid((raw + 0.110198) / 0.0417857)" in proc.stderr
 
 
 def test_predict_loads_official_files_through_the_one_loading_path(toy, tmp_path):
@@ -718,6 +797,30 @@ def test_predict_never_guesses_the_grid_of_a_bare_position_table(toy, tmp_path):
     with torch.no_grad():
         want = target(data.normalise(clips)).mean().item()
     assert scores_of(proc.stdout)[video] == pytest.approx(want, rel=1e-6)
+
+
+def test_train_reads_a_bare_position_table_by_its_ckpt_frames(toy, tmp_path):
+    """train.py --student-ckpt with a bare table of 72 patch rows (2 x 6 x 6 or 8 x 3 x 3): refused
+    naming --ckpt-frames; with --ckpt-frames 2 it is read as 2 x 6 x 6 and resized to the run's
+    8 x 3 x 3 (linear in time, then bicubic per frame), which the saved student holds after a step
+    at lr 0 (reading it as the run's 8 frames would load it unresized)."""
+    torch.manual_seed(0)
+    sd = VideoViT(replace(CONFIGS["tiny"], num_frames=2, img_size=84)).state_dict()
+    sd["pos_embed"] = torch.randn_like(sd["pos_embed"])
+    torch.save(sd, tmp_path / "bare.pth")
+    args = TINY + ["--data-root", toy, "--out", str(tmp_path / "o"), "--teacher", "none",
+                   "--student-ckpt", str(tmp_path / "bare.pth"), "--frames", "8", "--size", "42",
+                   "--max-steps", "1", "--lr", "0", "--dtype", "fp32"]
+    refused = main(args, check=False)
+    assert refused.returncode == 1 and "--ckpt-frames" in refused.stderr, refused.stderr
+    main(args + ["--ckpt-frames", "2"])
+    grid = sd["pos_embed"][0, 1:].reshape(2, 36, 64).permute(1, 2, 0)  # (36, D, frames)
+    grid = F.interpolate(grid, size=8, mode="linear", align_corners=False)  # (36, D, 8)
+    grid = grid.permute(2, 1, 0).reshape(8, 64, 6, 6)
+    table = F.interpolate(grid, size=(3, 3), mode="bicubic", align_corners=False)
+    table = table.permute(0, 2, 3, 1).reshape(1, 72, 64)
+    want = torch.cat([sd["pos_embed"][:, :1], table], 1)
+    torch.testing.assert_close(state(tmp_path / "o" / "last.pt")["pos_embed"], want)
 
 
 # -----------------------------------------------------------------------------------------------
@@ -806,18 +909,17 @@ def test_a_nan_on_one_process_stops_every_process(toy, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def conv_ddp(toy, tmp_path_factory):
-    """A CNN student (BatchNorm) under 2 processes, with every rank's models dumped at every save
-    and as every evaluation starts: saves at step 2 (--save-every), then at step 3 best.pt and
-    last.pt."""
-    root = tmp_path_factory.mktemp("conv")
+def fastvqa_ddp(toy, tmp_path_factory):
+    """FAST-VQA (its own view of each clip) distilled under 2 processes, with every rank's models
+    dumped at every save and as every evaluation starts: saves at step 2 (--save-every), then at
+    step 3 best.pt and last.pt."""
+    root = tmp_path_factory.mktemp("fastvqa")
     dumps = root / "dumps"
     dumps.mkdir()
-    run(["--dump-on-save", str(dumps), "--dump-on-eval", str(dumps), "--"] + TINY +
-        ["--student", "conv", "--data-root", toy, "--out", str(root / "out"), "--max-steps", "3",
-         "--save-every", "2"],
-        script=torchrun(2, PATCHED), timeout=120)
-    return dumps
+    run(["--dump-on-save", str(dumps), "--dump-on-eval", str(dumps), "--"] + TINY + FASTVQA +
+        ["--data-root", toy, "--out", str(root / "out"), "--max-steps", "3", "--save-every", "2"],
+        script=torchrun(2, PATCHED), timeout=180)
+    return dumps, root / "out"
 
 
 def differing(dumps, name):
@@ -826,23 +928,31 @@ def differing(dumps, name):
     return [f"{m}.{k}" for m in a for k in a[m] if not torch.equal(a[m][k], b[m][k])]
 
 
-def test_ddp_batchnorm_statistics_are_equal_on_every_rank_at_every_save(conv_ddp):
-    assert sorted(p.name for p in conv_ddp.iterdir()) == [
+def test_fastvqa_under_ddp_is_one_model_on_every_rank(fastvqa_ddp):
+    """Every save and evaluation sees the same weights on both ranks, and last.pt holds the
+    student under FAST-VQA's official names (tests/fixtures/fastvqa_official.json)."""
+    dumps, out = fastvqa_ddp
+    assert sorted(p.name for p in dumps.iterdir()) == [
         f"rank{r}-{n}.pt" for r in (0, 1) for n in ("1", "2", "3", "eval1")]
-    for save in ("1", "2", "3"):
-        assert differing(conv_ddp, save) == [], save
-    assert any("running_mean" in k
-               for k in torch.load(conv_ddp / "rank0-1.pt", weights_only=True)["student"])
-
-
-def test_ddp_batchnorm_statistics_are_equal_on_every_rank_when_evaluating(conv_ddp):
-    """Under DDP on the CPU (no SyncBatchNorm) each rank's running statistics drift from its own
-    batches: every evaluation must score all test videos with one set (rank 0's)."""
-    assert differing(conv_ddp, "eval1") == []
+    for dump in ("1", "2", "3", "eval1"):
+        assert differing(dumps, dump) == [], dump
+    with open(os.path.join(ROOT, "tests", "fixtures", "fastvqa_official.json")) as f:
+        official = json.load(f)["official_keys"]["b"]
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert {k: list(v.shape) for k, v in ckpt["student"].items()} == official
+    assert ckpt["step"] == 3 and ckpt["student_config"]["depths"] == (2, 2, 6, 2)
 
 
 # -----------------------------------------------------------------------------------------------
 # One-line errors
+
+
+def test_a_fastvqa_view_its_window_cannot_fit_is_a_one_line_error(capsys):
+    for view in (["--fastvqa-frames", "2"], ["--fastvqa-size", "48"], ["--fastvqa-frames", "5"]):
+        with pytest.raises(SystemExit) as stop:
+            train.parse_args(FASTVQA + view + ["--device", "cpu"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert stop.value.code == 2 and len(err) == 1 and "must be a multiple of 32" in err[0]
 
 
 def test_missing_dataset_flags_are_one_line_errors(capsys):
@@ -857,7 +967,10 @@ def test_missing_dataset_flags_are_one_line_errors(capsys):
             f"train.py: error: --data {args[1]} needs {flags}"]
 
 
-def test_paper_profile_runs_the_frozen_teacher_in_bf16_on_a_gpu_only(monkeypatch, capsys):
+def test_the_frozen_teacher_runs_in_bf16_where_the_run_does(monkeypatch, capsys):
+    """A GPU: the paper profile's bf16, the quick profile's fp32. A CPU trains in fp32 whatever
+    its bf16 speed (runtime.default_dtype, faked here both ways, is predict.py's rule); the frozen
+    teacher blocks follow the run's dtype unless --teacher-dtype says."""
     paper = ["--data", "csv", "--labels", "x.csv", "--split", "random"]
     for argv, message in ((paper, "the paper profile needs a GPU"),
                           (["--device", "cuda"], "--device cuda: ")):
@@ -870,7 +983,15 @@ def test_paper_profile_runs_the_frozen_teacher_in_bf16_on_a_gpu_only(monkeypatch
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert train.parse_args(paper)[0].device == "cuda"
     assert train.parse_args(paper + ["--device", "cuda"])[0].teacher_dtype == "bf16"
-    assert train.parse_args(paper + ["--device", "cpu"])[0].teacher_dtype == "fp32"
+    for rule in ("fp32", "bf16"):
+        monkeypatch.setattr(runtime, "default_dtype", lambda device: (rule, "a fixture"))
+        args = train.parse_args(paper + ["--device", "cpu"])[0]
+        assert (args.dtype, args.teacher_dtype) == ("fp32", "fp32")
+        assert args.dtype_reason.startswith("a CPU trains in fp32")
+    args = train.parse_args(paper + ["--device", "cpu", "--dtype", "bf16"])[0]
+    assert (args.dtype, args.teacher_dtype) == ("bf16", "bf16")
+    assert train.parse_args(paper + ["--device", "cpu", "--dtype", "fp16"])[0].teacher_dtype \
+        == "fp32"
     assert train.parse_args(paper + ["--device", "cpu",
                                      "--teacher-dtype", "bf16"])[0].teacher_dtype == "bf16"
     assert train.parse_args(["--device", "cuda"])[0].teacher_dtype == "fp32"  # the quick profile

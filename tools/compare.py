@@ -9,14 +9,15 @@ script or as a module; it puts the root on sys.path itself and runs the root's t
     python -m tools.compare --help             # the same tool, as a module
 
 The rows are the comparisons of the paper (Guan et al. 2025, arXiv 2502.19026: students with and
-without distillation, homologous ViT students against a heterogeneous CNN one) and ablations of its
-loss. Each row is one train.py command in the quick profile (the quick start's own recipe), run
-once per seed (--seed; the toy set's fixed content split, so the spread is that of training). A
-distilled row's teacher is the quick start's: pre-trained alone on the corpus by the teacher stage
-of its seed (train.py builds it once and every distilled row of that seed reuses it), then frozen
-but for its last block and head. The teacher rows are read from the small+KD runs: the stage's own
-evaluation ("pre-trained") and the teacher after distillation. The cross-codec rows evaluate the
-same last.pt on the VVC encodes of the test contents (toy_vvc.csv: a codec no model saw).
+without distillation, homologous ViT students against the heterogeneous FAST-VQA, which sees its
+own fragments of the same frames) and ablations of its loss. Each row is one train.py command in
+the quick profile (the quick start's own recipe), run once per seed (--seed; the toy set's fixed
+content split, so the spread is that of training). A distilled row's teacher is the quick start's:
+pre-trained alone on the corpus by the teacher stage of its seed (train.py builds it once and every
+distilled row of that seed reuses it), then frozen but for its last block and head. The teacher
+rows are read from the small+KD runs: the stage's own evaluation ("pre-trained") and the teacher
+after distillation. The cross-codec rows evaluate the same last.pt on the VVC encodes of the test
+contents (toy_vvc.csv: a codec no model saw).
 
 A row's numbers are its final evaluation (out/predictions.csv after the last epoch), with the best
 epoch's SRCC beside them (chosen on the test set, so read it as a ceiling). Finished runs are kept
@@ -54,8 +55,8 @@ RUNS = {  # name -> (train.py arguments, what it shows)
     "small+KD": (["--student", "small"], "ViT-S distilled (the paper's loss)"),
     "base": (["--student", "base", *ALONE], "ViT-B student, no distillation"),
     "base+KD": (["--student", "base"], "ViT-B distilled"),
-    "conv": (["--student", "conv", *ALONE], "(2+1)-D CNN student, no distillation"),
-    "conv+KD": (["--student", "conv"], "(2+1)-D CNN distilled (heterogeneous)"),
+    "fastvqa": (["--student", "fastvqa", *ALONE], "FAST-VQA-B student, no distillation"),
+    "fastvqa+KD": (["--student", "fastvqa"], "FAST-VQA-B distilled (heterogeneous)"),
     "small+KD -align": (["--student", "small", "--w-align", "0"], "ablation: no alignment term"),
     "small+KD -teacher": (["--student", "small", "--w-teacher", "0"],
                           "ablation: no teacher L2 term"),
@@ -66,7 +67,7 @@ TEACHER_ROWS = {  # name -> (what it shows); read from the small+KD runs
     "teacher pre-trained": "the teacher stage: trained alone on the corpus, no toy label seen",
     "teacher": "the teacher after distillation (last block and head trained on the 39 contents)",
 }
-CROSS = ("teacher", "small", "small+KD", "conv", "conv+KD")  # also evaluated on the held-out VVC
+CROSS = ("teacher", "small", "small+KD", "fastvqa", "fastvqa+KD")  # also on the held-out VVC
 
 
 def common(args):
@@ -183,7 +184,7 @@ def main():
     # One queue: small+KD first (each builds its seed's teacher stage), then the rows without a
     # teacher, then the other distilled rows, which by then find their seed's stage built; the slow
     # ViT-B rows first within each group.
-    group = lambda r: 0 if r == "small+KD" else 1 if r in ("small", "base", "conv") else 2
+    group = lambda r: 0 if r == "small+KD" else 1 if r in ("small", "base", "fastvqa") else 2
     jobs = sorted(((r, s) for r in runs for s in seeds),
                   key=lambda job: (group(job[0]), "base" not in job[0]))
     cross = [("small+KD" if r == "teacher" else r, s) for r in cross_rows for s in seeds]
