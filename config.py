@@ -240,11 +240,7 @@ def parse_args(argv=None):
 
 def describe(args, profile_name, world, device, lr_rule):
     """train.py's first two log lines: what runs (the profile and its values), and where."""
-    shown = ["teacher", "pretrain", "frames", "size", "stride", "resize", "test_clips", "fragments",
-             "epochs", "batch_size", "lr", "layer_decay", "warmup", "drop_path", "init_values",
-             "patch_init", "dtype", "teacher_dtype", "workers", "log_every", "split"]
-    if args.student == "fastvqa":  # its own view
-        shown[shown.index("fragments") + 1:1] = ["fastvqa_frames", "fastvqa_size", "fastvqa_stride"]
+    shown = [k for k in QUICK if args.student == "fastvqa" or not k.startswith("fastvqa_")]
     rule = f" (1e-3 x {args.batch_size} x {args.grad_accum} x {world} / 256)" if lr_rule else ""
     return (f"profile: {profile_name}; " + " ".join(f"{k}={getattr(args, k)}" for k in shown) +
             f"{rule} clip_grad={args.clip_grad} effective_batch="

@@ -560,12 +560,13 @@ def load_fastvqa(model, ckpt, strict=True, trust=False):
     shapes = [k for k in sd if k in own and sd[k].shape != own[k].shape]
     indices = [k for k in sd if k.endswith("relative_position_index") and k in own
                and k not in shapes and not torch.equal(sd[k].long(), own[k])]
-    mismatched = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
-                  for k in shapes] + [f"{k}: differs from the index the model computes for its "
-                                      f"window (not loaded)" for k in indices]
+    mis_shaped = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+                  for k in shapes]
+    wrong = [f"{k}: differs from the index the model computes for its window (not loaded)"
+             for k in indices]
+    mismatched = mis_shaped + wrong
     problems = [f"missing: {k}" for k in missing] + [f"unexpected: {k}" for k in unexpected] + \
-               [f"mis-shaped: {m}" for m in mismatched[:len(shapes)]] + \
-               [f"wrong: {m}" for m in mismatched[len(shapes):]]
+               [f"mis-shaped: {m}" for m in mis_shaped] + [f"wrong: {m}" for m in wrong]
     if problems and strict:
         raise ValueError(f"{where} does not fit FastVQA({model.cfg}):\n  " + "\n  ".join(problems))
     report = dict(loaded=[], dropped=dropped, resized=[], left_at_init=left_at_init)
