@@ -210,6 +210,69 @@ class Stopper:
 
 
 # -----------------------------------------------------------------------------------------------
+# The loop's log lines and its end
+
+
+class Meter:
+    """What one log line reports: the loss terms averaged over the optimizer steps since the last
+    line, clips/s, the share of the time spent waiting for data (the loader keeps up when it stays
+    near 0%)."""
+
+    def __init__(self, terms):
+        self.terms = terms  # the loss terms' order on the line
+        self.t, self.clips, self.waited, self.sums, self.steps = time.time(), 0, 0.0, {}, 0
+
+    def timed(self, batches):
+        """The batches, the time spent waiting for each added to `waited`."""
+        batches = iter(batches)
+        while True:
+            t0 = time.time()
+            batch = next(batches, None)
+            self.waited += time.time() - t0
+            if batch is None:
+                return
+            yield batch
+
+    def add(self, out, clips, grad_accum):
+        for k, v in out.items():
+            if k.startswith("loss"):
+                self.sums[k] = self.sums.get(k, 0) + v.detach() / grad_accum
+        self.clips += clips
+        self.steps += 1 / grad_accum
+
+    def line(self, epoch, epochs, step, total_steps, sched, eta):
+        dt = time.time() - self.t
+        names = [k for k in ("loss", *self.terms) if k in self.sums]
+        loss, *terms = (torch.stack([self.sums[k] for k in names]) / round(self.steps)).tolist()
+        named = " ".join(f"{k[5:]} {v:.4f}" for k, v in zip(names[1:], terms))
+        line = (f"epoch {epoch + 1}/{epochs} step {step}/{total_steps} | loss {loss:.4f} ({named}) "
+                f"| lr {sched.get_last_lr()[0]:.2e} | {self.clips / dt:.1f} clips/s | "
+                f"wait {100 * self.waited / dt:.0f}% | eta {eta / 60:.1f} min")
+        self.__init__(self.terms)
+        return line
+
+
+def finish(stop, bad_step, step_rng, ckpts, loop_state, sched, baseline, out, t_start):
+    """The run's last lines and exit code: done (the best evaluation), a stop by a signal (the
+    stopped step saved unapplied, for --resume) or by a value that is not finite (nothing saved)."""
+    if stop == Stop.NAN:
+        print0(f"STOP: the loss, a gradient or the weights are not finite at step {bad_step} (lr "
+               f"{sched.get_last_lr()[0]:.2e}). Nothing was saved after the last good checkpoint "
+               f"{out}/last.pt; lower --lr or try --dtype fp32.")
+        return stop.exit_code
+    if stop:  # a signal: the stopped step is not applied, and --resume redoes it
+        saved = ckpts.save("last.pt", loop_state, rng=step_rng)
+        print0(f"{stop.label}: " + (
+            f"saved {out}/last.pt at step {loop_state['step']}; continue with --resume"
+            if saved else f"nothing saved (the weights are not finite); {out}/last.pt is "
+                          f"the last good one"))
+        return stop.exit_code
+    print0(f"done in {(time.time() - t_start) / 60:.1f} min")
+    print0(best_line(loop_state["best"], baseline))
+    return 0
+
+
+# -----------------------------------------------------------------------------------------------
 # Checkpoints: save and resume
 
 
@@ -419,17 +482,19 @@ def read_model(path, which="student", trust=False, frames=None, **shape):
 
 
 def config_of(sd, **overrides):
-    """The named size (CONFIGS) whose width and depth match an official state dict, with
-    `overrides`."""
+    """The named size (CONFIGS) whose width and depth match an official state dict, with the
+    tubelet of its patch kernel (the authors' KVQ weight: 2) and `overrides`."""
     sd, _ = remap_state_dict(sd)
     if "cls_token" not in sd:
         raise ValueError(f"no cls_token: not an InternVideo2 vision encoder (keys: "
                          f"{sorted(sd)[:5]} ...)")
     dim = sd["cls_token"].shape[-1]
     depth = len({k.split(".")[1] for k in sd if k.startswith("blocks.")})
+    kernel = sd.get("patch_embed.proj.weight")  # (D, 3, tubelet, patch, patch)
+    tubelet = dict(tubelet_size=kernel.shape[2]) if kernel is not None and kernel.ndim == 5 else {}
     for cfg in CONFIGS.values():
         if (cfg.embed_dim, cfg.depth) == (dim, depth):
-            return replace(cfg, **overrides)
+            return replace(cfg, **{**tubelet, **overrides})
     raise ValueError(f"no known InternVideo2 size has width {dim} and depth {depth}")
 
 

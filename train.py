@@ -42,8 +42,163 @@ from model import CONFIGS, VideoViT, flops_per_clip
 from runtime import Stop, print0
 
 
+def main(argv=None):
+    args, profile_name = parse_args(argv)
+    try:
+        return train(args, profile_name)
+    finally:
+        runtime.teardown()
+
+
+def train(args, profile_name):
+    # -------------------------------------------------------------------------------------------
+    # Processes, device and seeds
+    rank, world, device = runtime.init_distributed(args.device)
+    if args.deterministic:
+        runtime.deterministic_kernels()
+    batch_total = args.batch_size * args.grad_accum * world
+    lr_rule = args.lr is None
+    if lr_rule:  # the authors' rule, on the effective batch
+        args.lr = 1e-3 * batch_total / 256
+    print0(config.describe(args, profile_name, world, device, lr_rule))
+
+    # -------------------------------------------------------------------------------------------
+    # Data (and on toy data the teacher stage: a teacher that knows more than the student's data)
+    train_items, test_items, label_range, probes = read_data(args)
+    steps_per_epoch = len(train_items) // batch_total
+    if not steps_per_epoch:
+        raise SystemExit(f"train.py: {len(train_items)} training videos do not fill one optimizer "
+                         f"step of {batch_total} clips (batch size x grad-accum x processes): "
+                         f"lower --batch-size or --grad-accum")
+    baseline = metrics.baseline_metrics(train_items, test_items)  # what the settings alone predict
+
+    # -------------------------------------------------------------------------------------------
+    # Models: every process builds the same weights; training randomness then differs per process
+    torch.manual_seed(args.seed)
+    teacher, student = build_models(args, mean_target(train_items, label_range))
+    prefix_dtype = torch.bfloat16 if args.teacher_dtype == "bf16" else None  # frozen blocks'
+    raw_model = Distiller(teacher, student, args.w_teacher, args.w_student, args.w_align,
+                          detach_teacher=not args.align_to_teacher,
+                          teacher_dtype=prefix_dtype).to(device)  # what is saved and evaluated
+    model = torch.compile(raw_model) if args.compile else raw_model  # what the step calls
+    if world > 1:  # compile, then DDP (as nanoGPT)
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device] if device.type == "cuda" else None)
+    raw_model.train()  # and the frozen teacher blocks in eval mode (Distiller.train)
+    torch.manual_seed(args.seed + 1000 * rank)
+    train_set, test_set = clip_sets(args, train_items, test_items, label_range, probes, teacher,
+                                    student)
+
+    # -------------------------------------------------------------------------------------------
+    # Optimizer, schedule, checkpoints
+    total_steps = args.epochs * steps_per_epoch
+    trained = [m for m in (student, teacher, raw_model.align) if m is not None]
+    opt = build_optimizer(trained, args.lr, args.weight_decay, layer_decay=args.layer_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, cosine_with_warmup(int(args.warmup * steps_per_epoch), total_steps))
+    scaler = torch.amp.GradScaler(device.type, enabled=args.dtype == "fp16")
+    scored = {k: m for k, m in (("teacher", teacher), ("student", student)) if m is not None}
+    ckpts = checkpoints(args, scored, raw_model.align, opt, sched, scaler, device, label_range,
+                        world)
+    loop_state = dict(step=0, best=None, history=[])  # all a resumed run needs besides ckpts'
+    if args.resume:
+        loop_state = ckpts.resume(args, RESUME_SAME)
+        print0(f"resumed from {args.out}/last.pt at step {loop_state['step']}/{total_steps}")
+    report_context = dict(items=test_items, baseline=baseline, out=args.out)
+    if args.eval_only:
+        result, _ = report_scores(scored, test_set, args, device, label_range, report_context,
+                                  f"eval ({len(test_items)} test videos x {args.test_clips} clips)")
+        print0(runtime.best_line(result, baseline))
+        return 0
+
+    # -------------------------------------------------------------------------------------------
+    # The loop. An optimizer step is grad_accum micro-steps; an evaluation and last.pt per epoch.
+    # It ends at the last step, --max-steps, or a stop that every process agrees on
+    # (runtime.Stopper: SIGTERM, Ctrl-C, a loss or gradient that is not finite).
+    stopper, stop = runtime.Stopper(device), Stop.NONE
+    end = min(total_steps, args.max_steps or total_steps)
+    t_start, step0, batches = time.time(), loop_state["step"], None
+    try:
+        while loop_state["step"] < end:
+            epoch, done = divmod(loop_state["step"], steps_per_epoch)
+            if batches is None:  # an epoch starts, or goes on where a resumed run left it
+                meter = runtime.Meter(Distiller.TERMS)  # this epoch's steps only
+                batches = meter.timed(epoch_batches(train_set, args, device, epoch, done,
+                                                    steps_per_epoch))
+            # ---- one optimizer step
+            step_rng = runtime.rng_state(device)  # a stopped step is saved as it found the RNG
+            loss_sum = 0
+            for micro_step in range(args.grad_accum):
+                x, y, _ = next(batches)
+                x, y = to_device(x, device), y.to(device, non_blocking=True)
+                if world > 1:  # DDP reduces the gradients of the last micro-step only
+                    model.require_backward_grad_sync = micro_step == args.grad_accum - 1
+                with autocast(args.dtype, device):
+                    out = model(x, y)
+                scaler.scale(out["loss"] / args.grad_accum).backward()  # outside autocast
+                loss_sum = loss_sum + out["loss"].detach()
+                meter.add(out, y.shape[0] * world, args.grad_accum)
+            scaler.unscale_(opt)  # clip each model's true gradient: a large teacher gradient
+            norms = [torch.nn.utils.clip_grad_norm_(  # does not shrink the student's step
+                [q for q in m.parameters() if q.grad is not None], args.clip_grad or math.inf)
+                for m in trained]
+            finite = torch.isfinite(loss_sum)  # fp16: the scaler skips non-finite gradients itself
+            if not scaler.is_enabled():
+                finite = finite & torch.isfinite(torch.stack(norms)).all()
+            stop, bad_step = stopper.check(finite), loop_state["step"] + 1  # the one host sync
+            if stop:  # nothing of this step is applied; --resume redoes it
+                break
+            scaler.step(opt)
+            scaler.update()
+            opt.zero_grad(set_to_none=True)
+            sched.step()
+            loop_state["step"] = step = loop_state["step"] + 1
+            # ---- logging, evaluation (an epoch's end), checkpoints
+            if step % args.log_every == 0 or step == end:
+                eta = (time.time() - t_start) / (step - step0) * (end - step)
+                print0(meter.line(epoch, args.epochs, step, total_steps, sched, eta))
+            epoch_end, good = step % steps_per_epoch == 0 or step == end, True
+            if epoch_end:
+                batches = None
+                good = evaluate_and_keep_best(scored, test_set, args, device, label_range,
+                                              loop_state, ckpts, report_context,
+                                              f"eval after epoch {epoch + 1}")
+                raw_model.train()  # Distiller.train: the frozen teacher blocks stay in eval mode
+            if good and (epoch_end or (args.save_every and step % args.save_every == 0)):
+                good = ckpts.save("last.pt", loop_state)
+            if not good:  # non-finite scores or weights: nothing more is saved
+                stop, bad_step = Stop.NAN, step
+                break
+    finally:
+        stopper.close()
+    return runtime.finish(stop, bad_step if stop else None, step_rng if stop else None,
+                          ckpts, loop_state, sched, baseline, args.out, t_start)
+
+
 # -----------------------------------------------------------------------------------------------
 # Data: labels read, videos listed, split by content; each model's view of a video
+
+
+def read_data(args):
+    """(train items, test items, label range, {path: probe}): the data read and every video
+    checked, and on toy data the teacher stage run (args.teacher_ckpt becomes its checkpoint);
+    a bad label file, video or split is one message naming the file, not a traceback."""
+    try:
+        train_items, test_items, split_test = read_items(args)
+        lo, hi = args.label_range or datasets.label_range(args.data, train_items)
+        memo = os.path.join(args.cache or args.out, "probes.json")  # unchanged files: read once
+        t0 = time.time()
+        probes = runtime.on_master(lambda: data.check_videos(train_items + test_items, memo=memo))
+        probes = {it["path"]: p for it, p in zip(train_items + test_items, probes)}
+        count = lambda its: f"{len(its)} videos ({len({it['source'] for it in its})} sources)"
+        print0(f"data: {args.data}, train {count(train_items)}, test {count(test_items)}, labels "
+               f"{lo:g}..{hi:g} -> targets 0..1; every video checked in {time.time() - t0:.0f}s")
+        with runtime.master_first():  # rank 0 trains it; the others find it trained
+            args.teacher_ckpt = args.teacher_ckpt or toy.pretrained_teacher(args, split_test,
+                                                                            log=print0)
+    except (OSError, ValueError, RuntimeError) as e:  # RuntimeError: ffmpeg's, in a toy build
+        raise SystemExit(f"train.py: {e}") from None
+    return train_items, test_items, (lo, hi), probes
 
 
 def read_items(args):
@@ -78,26 +233,97 @@ def read_items(args):
     return train_items, test_items, split_test
 
 
-def read_data(args):
-    """(train items, test items, label range, {path: probe}): the data read and every video
-    checked, and on toy data the teacher stage run (args.teacher_ckpt becomes its checkpoint);
-    a bad label file, video or split is one message naming the file, not a traceback."""
+# -----------------------------------------------------------------------------------------------
+# Models
+
+
+def mean_target(train_items, label_range):
+    """The mean training target (labels mapped to 0..1): where every fresh quality head starts."""
+    lo, hi = label_range
+    return sum((it["mos"] - lo) / (hi - lo) for it in train_items) / len(train_items)
+
+
+def build_models(args, start_score):
+    """(teacher or None, student or None), built and loaded; the teacher frozen as the paper has
+    it, and built only when a loss term uses it; every fresh head starts at the mean training
+    target, so the first steps learn ranking."""
+    teacher = student = None
+    fresh_heads = []
+    teacher_alone = args.student == "none"
+    if args.teacher != "none" and teacher_runs(args.w_teacher, args.w_align, not teacher_alone):
+        teacher = vit(args, args.teacher, args.init_values, 0.0, bool(args.teacher_ckpt))
+        if not args.teacher_ckpt or head_left_fresh(
+                teacher, load_file(teacher, args.teacher_ckpt, "teacher", args)):
+            fresh_heads.append(teacher)
+        if not args.teacher_ckpt and not teacher_alone:
+            print0("teacher: NO CHECKPOINT, randomly initialised. Its frozen blocks are random\n"
+                   "  features, so distillation transfers no prior knowledge; it is a regularizer\n"
+                   "  at best. Pass --teacher-ckpt (official InternVideo2) or, on toy data,\n"
+                   "  --pretrain.")
+        trainable = "all" if teacher_alone and not args.teacher_ckpt else args.teacher_trainable
+        freeze_teacher(teacher, "none" if args.w_teacher == 0 and not args.align_to_teacher
+                       else trainable)  # no gradient can reach it
+    if args.student == "fastvqa":
+        student = FastVQA(replace(FASTVQA_CONFIGS["b"], drop_path=args.drop_path))
+    elif not teacher_alone:
+        student = vit(args, args.student, args.init_values, args.drop_path, bool(args.student_ckpt))
+    if student is not None and (not args.student_ckpt or head_left_fresh(
+            student, load_file(student, args.student_ckpt, "student", args))):
+        fresh_heads.append(student)
+    if teacher is None and student is None:
+        raise SystemExit("nothing to train: --student none needs a teacher")
+    with torch.no_grad():
+        for m in fresh_heads:
+            m.get_parameter(m.SCORE_BIAS).fill_(start_score)
+    for name, m in (("teacher", teacher), ("student", student)):
+        if m is not None:
+            n_train = sum(q.numel() for q in m.parameters() if q.requires_grad)
+            n_all = sum(q.numel() for q in m.parameters())
+            flops = fastvqa.flops_per_clip(m.cfg, args.fastvqa_frames, args.fastvqa_size) \
+                if isinstance(m, FastVQA) else flops_per_clip(m.cfg)
+            print0(f"{name}: {getattr(args, name)}, {n_all / 1e6:.1f}M params "
+                   f"({n_train / 1e6:.1f}M trainable), {flops / 1e9:.1f} GFLOPs/clip "
+                   f"({flops / 2e9:.1f} G as fvcore counts: a multiply-add is one)")
+    return teacher, student
+
+
+def vit(args, name, init_values, drop_path, from_file):
+    """A VideoViT at the run's clip geometry; built on the meta device when a file will fill it."""
+    cfg = replace(CONFIGS[name], num_frames=args.frames, img_size=args.size,
+                  init_values=init_values, drop_path=drop_path, patch_init=args.patch_init,
+                  grad_checkpointing=args.grad_checkpointing)
+    with torch.device("meta" if from_file else "cpu"):
+        return VideoViT(cfg)
+
+
+def load_file(model, path, who, args):
+    """Weights from a file into the model; returns the load report, which it prints."""
     try:
-        train_items, test_items, split_test = read_items(args)
-        lo, hi = args.label_range or datasets.label_range(args.data, train_items)
-        memo = os.path.join(args.cache or args.out, "probes.json")  # unchanged files: read once
-        t0 = time.time()
-        probes = runtime.on_master(lambda: data.check_videos(train_items + test_items, memo=memo))
-        info = {it["path"]: p for it, p in zip(train_items + test_items, probes)}
-        count = lambda its: f"{len(its)} videos ({len({it['source'] for it in its})} sources)"
-        print0(f"data: {args.data}, train {count(train_items)}, test {count(test_items)}, labels "
-               f"{lo:g}..{hi:g} -> targets 0..1; every video checked in {time.time() - t0:.0f}s")
-        with runtime.master_first():  # rank 0 trains it; the others find it trained
-            args.teacher_ckpt = args.teacher_ckpt or toy.pretrained_teacher(args, split_test,
-                                                                            log=print0)
-    except (OSError, ValueError, RuntimeError) as e:  # RuntimeError: ffmpeg's, in a toy build
-        raise SystemExit(f"train.py: {e}") from None
-    return train_items, test_items, (lo, hi), info
+        report = runtime.load_weights(model, path, who, trust=args.trust_ckpt,
+                                      frames=args.ckpt_frames)
+    except ValueError as e:
+        raise SystemExit(f"{who}: {e}")
+    print0(f"{who}: {path}\n  " + runtime.format_report(report).replace("\n", "\n  "))
+    return report
+
+
+def head_left_fresh(model, report):
+    """Whether a load left the quality head at its initialisation (a backbone-only file)."""
+    return model.SCORE_BIAS in report["left_at_init"]
+
+
+def clip_sets(args, train_items, test_items, label_range, probes, teacher, student):
+    """The training and test VideoDatasets, each model's view in them (clip_views)."""
+    views = clip_views(args, teacher, student)
+    train_set = data.VideoDataset(train_items, train=True, seed=args.seed, info=probes,
+                                  label_range=label_range, **views)
+    test_set = data.VideoDataset(test_items, train=False, clips=args.test_clips, info=probes,
+                                 label_range=label_range, **views)
+    if args.cache:
+        (a, n_a), (b, n_b) = train_set.cache_cost(), test_set.cache_cost()
+        print0(f"cache: {args.cache}, up to {max(a, b) / 1e3:.0f} kB a frame, about "
+               f"{(n_a + n_b) / 1e9:.1f} GB for the {len(probes)} videos (written on first read)")
+    return train_set, test_set
 
 
 def clip_views(args, teacher, student):
@@ -112,105 +338,31 @@ def clip_views(args, teacher, student):
     return dict(vit, student_view=fast) if teacher is not None else dict(fast, resize=False)
 
 
-def clip_sets(args, train_items, test_items, label_range, info, teacher, student):
-    """The training and test VideoDatasets, each model's view in them (clip_views)."""
-    views = clip_views(args, teacher, student)
-    train_set = data.VideoDataset(train_items, train=True, seed=args.seed, info=info,
-                                  label_range=label_range, **views)
-    test_set = data.VideoDataset(test_items, train=False, clips=args.test_clips, info=info,
-                                 label_range=label_range, **views)
-    if args.cache:
-        (a, n_a), (b, n_b) = train_set.cache_cost(), test_set.cache_cost()
-        print0(f"cache: {args.cache}, up to {max(a, b) / 1e3:.0f} kB a frame, about "
-               f"{(n_a + n_b) / 1e9:.1f} GB for the {len(info)} videos (written on first read)")
-    return train_set, test_set
+def checkpoints(args, scored, align, opt, sched, scaler, device, label_range, world):
+    """runtime.Checkpoints of this run: the models, the optimizer's state and the run's config; a
+    teacher loaded from a file and frozen in part is saved as its trainable part and a stamp of
+    the file that holds the rest."""
+    teacher, student = scored.get("teacher"), scored.get("student")
+    teacher_in_part = bool(args.teacher_ckpt) and teacher is not None and \
+        not all(q.requires_grad for q in teacher.parameters())
+    return runtime.Checkpoints(
+        args.out, {**scored, "align": align}, opt, sched, scaler, device, teacher_in_part,
+        config=vars(args), label_range=label_range, world=world,
+        student_config=asdict(student.cfg) if student is not None else None,
+        teacher_config=asdict(teacher.cfg) if teacher is not None else None)
 
 
-# -----------------------------------------------------------------------------------------------
-# Models
-
-
-def vit(args, name, init_values, drop_path, from_file):
-    """A VideoViT at the run's clip geometry; built on the meta device when a file will fill it."""
-    cfg = replace(CONFIGS[name], num_frames=args.frames, img_size=args.size,
-                  init_values=init_values, drop_path=drop_path, patch_init=args.patch_init,
-                  grad_checkpointing=args.grad_checkpointing)
-    with torch.device("meta" if from_file else "cpu"):
-        return VideoViT(cfg)
-
-
-def load(model, path, who, args):
-    """Weights from a file, the report printed; True when the quality head stays fresh."""
-    try:
-        report = runtime.load_weights(model, path, who, trust=args.trust_ckpt,
-                                      frames=args.ckpt_frames)
-    except ValueError as e:
-        raise SystemExit(f"{who}: {e}")
-    print0(f"{who}: {path}\n  " + runtime.format_report(report).replace("\n", "\n  "))
-    return model.SCORE_BIAS in report["left_at_init"]
-
-
-def build_models(args, mean_target):
-    """(teacher or None, student or None), built and loaded; the teacher frozen as the paper has
-    it, and built only when a loss term uses it; every fresh head starts at the mean training
-    target, so the first steps learn ranking."""
-    teacher = student = None
-    fresh = []
-    alone = args.student == "none"
-    if args.teacher != "none" and teacher_runs(args.w_teacher, args.w_align, not alone):
-        teacher = vit(args, args.teacher, args.init_values, 0.0, bool(args.teacher_ckpt))
-        if not args.teacher_ckpt or load(teacher, args.teacher_ckpt, "teacher", args):
-            fresh.append(teacher)
-        if not args.teacher_ckpt and not alone:
-            print0("teacher: NO CHECKPOINT, randomly initialised. Its frozen blocks are random\n"
-                   "  features, so distillation transfers no prior knowledge; it is a regularizer\n"
-                   "  at best. Pass --teacher-ckpt (official InternVideo2) or, on toy data,\n"
-                   "  --pretrain.")
-        trainable = "all" if alone and not args.teacher_ckpt else args.teacher_trainable
-        freeze_teacher(teacher, "none" if args.w_teacher == 0 and not args.align_to_teacher
-                       else trainable)  # no gradient can reach it
-    if args.student == "fastvqa":
-        student = FastVQA(replace(FASTVQA_CONFIGS["b"], drop_path=args.drop_path))
-    elif not alone:
-        student = vit(args, args.student, args.init_values, args.drop_path, bool(args.student_ckpt))
-    if student is not None and (not args.student_ckpt or load(student, args.student_ckpt,
-                                                              "student", args)):
-        fresh.append(student)
-    with torch.no_grad():
-        for m in fresh:
-            m.get_parameter(m.SCORE_BIAS).fill_(mean_target)
-    for name, m in (("teacher", teacher), ("student", student)):
-        if m is not None:
-            n_train = sum(q.numel() for q in m.parameters() if q.requires_grad)
-            n_all = sum(q.numel() for q in m.parameters())
-            flops = fastvqa.flops_per_clip(m.cfg, args.fastvqa_frames, args.fastvqa_size) \
-                if isinstance(m, FastVQA) else flops_per_clip(m.cfg)
-            print0(f"{name}: {getattr(args, name)}, {n_all / 1e6:.1f}M params "
-                   f"({n_train / 1e6:.1f}M trainable), {flops / 1e9:.1f} GFLOPs/clip")
-    return teacher, student
+def cosine_with_warmup(warmup_steps, total_steps):
+    def lr_lambda(step):
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return lr_lambda
 
 
 # -----------------------------------------------------------------------------------------------
 # Evaluation: deterministic clips; a video's score is the mean over its clips
-
-
-def loader(dataset, args, device, **kw):
-    kw.setdefault("generator", torch.Generator().manual_seed(args.seed))  # never the global RNG:
-    return torch.utils.data.DataLoader(  # an evaluation then leaves no trace in a resumed run
-        dataset, num_workers=args.workers, worker_init_fn=runtime.leave_signals_to_main,
-        pin_memory=device.type == "cuda", **kw)
-
-
-def autocast(dtype, device):
-    dtype = runtime.DTYPES[dtype]
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-
-
-def to_device(x, device):
-    """uint8 clips (or a pair of views) -> normalised float clips on the device."""
-    if isinstance(x, (tuple, list)):
-        return tuple(to_device(v, device) for v in x)
-    return data.normalise(x.to(device, non_blocking=True))
 
 
 @torch.no_grad()
@@ -240,184 +392,56 @@ def predict_scores(models, test_set, args, device, label_range):
     return {name: [r[1][j] for r in rows] for j, name in enumerate(models)}
 
 
-def evaluate(models, test_set, args, device, label_range, loop, ckpts, report_to, header):
-    """Score the test set, report it, and keep best.pt (the best student by SRCC, else the
-    teacher; a NaN is never the best); False, saving nothing, when a score is not finite."""
+def loader(dataset, args, device, **kw):
+    kw.setdefault("generator", torch.Generator().manual_seed(args.seed))  # never the global RNG:
+    return torch.utils.data.DataLoader(  # an evaluation then leaves no trace in a resumed run
+        dataset, num_workers=args.workers, worker_init_fn=runtime.leave_signals_to_main,
+        pin_memory=device.type == "cuda", **kw)
+
+
+def autocast(dtype, device):
+    dtype = runtime.DTYPES[dtype]
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def to_device(x, device):
+    """uint8 clips (or a pair of views) -> normalised float clips on the device."""
+    if isinstance(x, (tuple, list)):
+        return tuple(to_device(v, device) for v in x)
+    return data.normalise(x.to(device, non_blocking=True))
+
+
+def report_scores(scored, test_set, args, device, label_range, report_context, header,
+                  first=True):
+    """Score the test set and print the report (metrics, within-source SRCC, the settings
+    baseline; predictions.csv and scatter.png in OUT); returns the report's {name: metrics}."""
     t0 = time.time()
-    scores = predict_scores(models, test_set, args, device, label_range)
+    scores = predict_scores(scored, test_set, args, device, label_range)
     header = f"{header} ({len(test_set)} test videos x {args.test_clips} clips, " \
              f"{time.time() - t0:.0f}s)"
-    result = runtime.report(scores, **report_to, header=header, first=not loop["history"])
+    return runtime.report(scores, **report_context, header=header, first=first), scores
+
+
+def evaluate_and_keep_best(scored, test_set, args, device, label_range, loop_state, ckpts,
+                           report_context, header):
+    """An epoch's evaluation: the report, its metrics in the loop state's history, and best.pt
+    when the student's SRCC (else the teacher's) is the highest yet; a NaN is never the best.
+    False, saving nothing, when a score is not finite."""
+    result, scores = report_scores(scored, test_set, args, device, label_range, report_context,
+                                   header, first=not loop_state["history"])
     if not all(math.isfinite(v) for s in scores.values() for v in s):
         return False
-    loop["history"].append(dict(step=loop["step"], **result))
-    key = "student" if "student" in models else "teacher"
-    score, best = result[key]["srcc"], loop["best"]
-    if math.isfinite(score) and (best is None or score > best[key]["srcc"]):
-        loop["best"] = result
-        ckpts.save("best.pt", loop)
+    loop_state["history"].append(dict(step=loop_state["step"], **result))
+    key = "student" if "student" in scored else "teacher"
+    srcc, best = result[key]["srcc"], loop_state["best"]
+    if math.isfinite(srcc) and (best is None or srcc > best[key]["srcc"]):
+        loop_state["best"] = result
+        ckpts.save("best.pt", loop_state)
     return True
 
 
 # -----------------------------------------------------------------------------------------------
-
-
-def main(argv=None):
-    args, profile_name = parse_args(argv)
-    try:
-        return train(args, profile_name)
-    finally:
-        runtime.teardown()
-
-
-def train(args, profile_name):
-    # -------------------------------------------------------------------------------------------
-    # Processes, device and seeds
-    rank, world, device = runtime.init_distributed(args.device)
-    if args.deterministic:
-        runtime.deterministic_kernels()
-    batch_total = args.batch_size * args.grad_accum * world
-    lr_rule = args.lr is None
-    if lr_rule:  # the authors' rule, on the effective batch
-        args.lr = 1e-3 * batch_total / 256
-    print0(config.describe(args, profile_name, world, device, lr_rule))
-
-    # -------------------------------------------------------------------------------------------
-    # Data (and on toy data the teacher stage: a teacher that knows more than the student's data)
-    train_items, test_items, label_range, info = read_data(args)
-    steps_per_epoch = len(train_items) // batch_total
-    if not steps_per_epoch:
-        raise SystemExit(f"train.py: {len(train_items)} training videos do not fill one optimizer "
-                         f"step of {batch_total} clips (batch size x grad-accum x processes): "
-                         f"lower --batch-size or --grad-accum")
-    baseline = metrics.baseline_metrics(train_items, test_items)  # what the settings alone predict
-
-    # -------------------------------------------------------------------------------------------
-    # Models: every process builds the same weights; training randomness then differs per process
-    torch.manual_seed(args.seed)
-    lo, hi = label_range
-    teacher, student = build_models(args, sum((it["mos"] - lo) / (hi - lo) for it in train_items)
-                                    / len(train_items))
-    if teacher is None and student is None:
-        raise SystemExit("nothing to train: --student none needs a teacher")
-    low = torch.bfloat16 if args.teacher_dtype == "bf16" else None  # the frozen prefix's dtype
-    model = Distiller(teacher, student, args.w_teacher, args.w_student, args.w_align,
-                      detach_teacher=not args.align_to_teacher, teacher_dtype=low).to(device)
-    ddp_model = model if world == 1 else torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[device] if device.type == "cuda" else None)
-    train_model = torch.compile(ddp_model) if args.compile else ddp_model  # DDP first, then compile
-    model.train()  # and the frozen teacher blocks in eval mode (Distiller.train)
-    torch.manual_seed(args.seed + 1000 * rank)
-    train_set, test_set = clip_sets(args, train_items, test_items, label_range, info, teacher,
-                                    student)
-
-    # -------------------------------------------------------------------------------------------
-    # Optimizer, schedule, checkpoints
-    total_steps = args.epochs * steps_per_epoch
-    parts = [m for m in (student, teacher, model.align) if m is not None]
-    opt = build_optimizer(parts, args.lr, args.weight_decay, layer_decay=args.layer_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, cosine_with_warmup(int(args.warmup * steps_per_epoch), total_steps))
-    scaler = torch.amp.GradScaler(device.type, enabled=args.dtype == "fp16")
-    models = {k: m for k, m in (("teacher", teacher), ("student", student)) if m is not None}
-    teacher_in_part = bool(args.teacher_ckpt) and teacher is not None and \
-        not all(q.requires_grad for q in teacher.parameters())  # its file holds what stays frozen
-    ckpts = runtime.Checkpoints(
-        args.out, {**models, "align": model.align}, opt, sched, scaler, device, teacher_in_part,
-        config=vars(args), label_range=label_range, world=world,
-        student_config=asdict(student.cfg) if student is not None else None,
-        teacher_config=asdict(teacher.cfg) if teacher is not None else None)
-    loop = dict(step=0, best=None, history=[])
-    if args.resume:
-        loop = ckpts.resume(args, RESUME_SAME)
-        print0(f"resumed from {args.out}/last.pt at step {loop['step']}/{total_steps}")
-    report_to = dict(items=test_items, baseline=baseline, out=args.out)  # the reports' context
-    if args.eval_only:
-        scores = predict_scores(models, test_set, args, device, label_range)
-        result = runtime.report(scores, **report_to, header=f"eval ({len(test_items)} test videos "
-                                f"x {args.test_clips} clips)", first=True)
-        print0(runtime.best_line(result, baseline))
-        return 0
-
-    # -------------------------------------------------------------------------------------------
-    # The loop. An optimizer step is grad_accum micro-steps; an evaluation and last.pt per epoch.
-    # It ends at the last step, --max-steps, or a stop that every process agrees on
-    # (runtime.Stopper: SIGTERM, Ctrl-C, a loss or gradient that is not finite).
-    stopper, stop = runtime.Stopper(device), Stop.NONE
-    end = min(total_steps, args.max_steps or total_steps)
-    t_start, step0, batches = time.time(), loop["step"], None
-    try:
-        while loop["step"] < end:
-            epoch, done = divmod(loop["step"], steps_per_epoch)
-            if batches is None:  # an epoch starts, or goes on where a resumed run left it
-                meter = Meter()  # its log lines measure this epoch's steps only
-                batches = meter.timed(epoch_batches(train_set, args, device, epoch, done,
-                                                    steps_per_epoch))
-            # ---- one optimizer step
-            step_rng = runtime.rng_state(device)  # a stopped step is saved as it found the RNG
-            loss_sum = 0
-            for micro_step in range(args.grad_accum):
-                x, y, _ = next(batches)
-                x, y = to_device(x, device), y.to(device, non_blocking=True)
-                if world > 1:  # DDP reduces the gradients of the last micro-step only
-                    ddp_model.require_backward_grad_sync = micro_step == args.grad_accum - 1
-                with autocast(args.dtype, device):
-                    out = train_model(x, y)
-                scaler.scale(out["loss"] / args.grad_accum).backward()  # outside autocast
-                loss_sum = loss_sum + out["loss"].detach()
-                meter.add(out, y.shape[0] * world, args.grad_accum)
-            scaler.unscale_(opt)  # clip each model's true gradient: a large teacher gradient
-            norms = [torch.nn.utils.clip_grad_norm_(  # does not shrink the student's step
-                [q for q in m.parameters() if q.grad is not None], args.clip_grad or math.inf)
-                for m in parts]
-            finite = torch.isfinite(loss_sum)  # fp16: the scaler skips non-finite gradients itself
-            if not scaler.is_enabled():
-                finite = finite & torch.isfinite(torch.stack(norms)).all()
-            stop, bad_step = stopper.check(finite), loop["step"] + 1  # the step's one host sync
-            if stop:  # nothing of this step is applied; --resume redoes it
-                break
-            scaler.step(opt)
-            scaler.update()
-            opt.zero_grad(set_to_none=True)
-            sched.step()
-            loop["step"] = step = loop["step"] + 1
-            # ---- logging, evaluation (an epoch's end), checkpoints
-            if step % args.log_every == 0 or step == end:
-                eta = (time.time() - t_start) / (step - step0) * (end - step)
-                print0(meter.line(epoch, args.epochs, step, total_steps, sched, eta))
-            epoch_end, ok = step % steps_per_epoch == 0 or step == end, True
-            if epoch_end:
-                batches = None
-                ok = evaluate(models, test_set, args, device, label_range, loop, ckpts, report_to,
-                              f"eval after epoch {epoch + 1}")
-                model.train()  # Distiller.train: the frozen teacher blocks stay in eval mode
-            if ok and (epoch_end or (args.save_every and step % args.save_every == 0)):
-                ok = ckpts.save("last.pt", loop)
-            if not ok:  # non-finite scores or weights: nothing more is saved
-                stop, bad_step = Stop.NAN, step
-                break
-    finally:
-        stopper.close()
-
-    if stop == Stop.NAN:
-        print0(f"STOP: the loss, a gradient or the weights are not finite at step {bad_step} (lr "
-               f"{sched.get_last_lr()[0]:.2e}). Nothing was saved after the last good checkpoint "
-               f"{args.out}/last.pt; lower --lr or try --dtype fp32.")
-        return stop.exit_code
-    if stop:  # a signal: the stopped step is not applied, and --resume redoes it
-        saved = ckpts.save("last.pt", loop, rng=step_rng)
-        print0(f"{stop.label}: " + (
-            f"saved {args.out}/last.pt at step {loop['step']}; continue with --resume" if saved
-            else f"nothing saved (the weights are not finite); {args.out}/last.pt is the last "
-                 f"good one"))
-        return stop.exit_code
-    print0(f"done in {(time.time() - t_start) / 60:.1f} min")
-    print0(runtime.best_line(loop["best"], baseline))
-    return 0
-
-
-# -----------------------------------------------------------------------------------------------
-# The loop's helpers
+# The loop's batches
 
 
 def epoch_batches(train_set, args, device, epoch, skip, steps_per_epoch):
@@ -432,51 +456,8 @@ def epoch_batches(train_set, args, device, epoch, skip, steps_per_epoch):
     return loader(train_set, args, device, batch_size=args.batch_size, sampler=order)
 
 
-def cosine_with_warmup(warmup_steps, total_steps):
-    def lr_lambda(step):
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    return lr_lambda
-
-
-class Meter:
-    """What one log line reports: the loss terms averaged over the optimizer steps since the last
-    line, clips/s, the share of the time spent waiting for data (the loader keeps up when it stays
-    near 0%)."""
-
-    def __init__(self):
-        self.t, self.clips, self.waited, self.sums, self.steps = time.time(), 0, 0.0, {}, 0
-
-    def timed(self, batches):
-        """The batches, the time spent waiting for each added to `waited`."""
-        batches = iter(batches)
-        while True:
-            t0 = time.time()
-            batch = next(batches, None)
-            self.waited += time.time() - t0
-            if batch is None:
-                return
-            yield batch
-
-    def add(self, out, clips, grad_accum):
-        for k, v in out.items():
-            if k.startswith("loss"):
-                self.sums[k] = self.sums.get(k, 0) + v.detach() / grad_accum
-        self.clips += clips
-        self.steps += 1 / grad_accum
-
-    def line(self, epoch, epochs, step, total_steps, sched, eta):
-        dt = time.time() - self.t
-        names = [k for k in ("loss", *Distiller.TERMS) if k in self.sums]
-        loss, *terms = (torch.stack([self.sums[k] for k in names]) / round(self.steps)).tolist()
-        named = " ".join(f"{k[5:]} {v:.4f}" for k, v in zip(names[1:], terms))
-        line = (f"epoch {epoch + 1}/{epochs} step {step}/{total_steps} | loss {loss:.4f} ({named}) "
-                f"| lr {sched.get_last_lr()[0]:.2e} | {self.clips / dt:.1f} clips/s | "
-                f"wait {100 * self.waited / dt:.0f}% | eta {eta / 60:.1f} min")
-        self.__init__()
-        return line
+if __name__ == "__main__":
+    sys.exit(main())
 
 
 if __name__ == "__main__":
