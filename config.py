@@ -41,7 +41,7 @@ GPU_DTYPE = dict(quick="fp32", paper="bf16")  # --dtype not given, on a GPU
 CPU_TRAINING = ("a CPU trains in fp32: bf16 moved the quick start outside its seed spread; "
                 "predict.py scores in bf16 where this CPU multiplies it fast")
 STUDENTS = [*CONFIGS, "fastvqa", "none"]
-NEEDS = {"csv": ["labels"], "waterloo4k": ["data_root"],
+NEEDS = {"csv": ["labels"], "waterloo4k": ["data_root"], "kvq": ["data_root"],
          "bvihd": ["data_root", "labels", "yuv_fps", "yuv_bit_depth"]}
 # What changes a run's result: --resume refuses a checkpoint saved with other values of these.
 RESUME_SAME = ("student", "teacher", "teacher_ckpt", "student_ckpt", "data", "data_root", "labels",
@@ -50,7 +50,8 @@ RESUME_SAME = ("student", "teacher", "teacher_ckpt", "student_ckpt", "data", "da
                "fastvqa_stride", "epochs", "batch_size", "grad_accum", "lr", "warmup",
                "weight_decay", "layer_decay", "clip_grad", "drop_path", "dtype", "teacher_dtype",
                "seed", "w_teacher", "w_student", "w_align", "teacher_trainable",
-               "align_to_teacher", "pretrain", "label_range", "ckpt_frames")
+               "align_to_teacher", "pretrain", "label_range", "ckpt_frames", "unlabeled",
+               "unlabeled_batch_size", "w_unlabeled", "labelled_sources", "steps_per_epoch")
 
 
 class Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -108,8 +109,11 @@ def get_args_parser():
     add("--w-align", type=float, default=1.0, help="weight of SmoothL1(student, teacher feature)")
     add("--align-to-teacher", action="store_true",
         help="let the alignment gradient reach the teacher (the authors' code)")
+    add("--w-unlabeled", type=float, default=1.0, help="weight of the unlabeled videos' term: "
+        "L2(student score, teacher score) + SmoothL1 alignment (0: unlabeled videos unused)")
     # data
-    add("--data", default="toy", choices=["toy", "csv", "bvihd", "waterloo4k"])
+    add("--data", default="toy", choices=["toy", "csv", "bvihd", "waterloo4k", "kvq"],
+        help="kvq: the NTIRE challenges' set, its split files in --data-root (README, KVQ)")
     add("--data-root", help="dataset folder (not given: data/toy for the toy set)")
     add("--labels", help="the CSV list (csv), the DMOS file (bvihd), scores.txt or the CSV "
         "(waterloo4k; not given: DATA_ROOT/scores.txt)")
@@ -127,8 +131,17 @@ def get_args_parser():
         help="share of sources a random split holds out")
     add("--test-labels", help="evaluate on this CSV list, its sources seen in training left out "
         "(not given: the split's test videos)")
+    add("--unlabeled", help="a CSV list of videos without labels (`path`, optional `source`; a "
+        "`mos` column is ignored): each step also takes a batch of them, the teacher's score "
+        "their target (none of them may be a video or a source of the test split)")
+    add("--unlabeled-batch-size", type=int, help="unlabeled clips per step per process (not "
+        "given: --batch-size)")
+    add("--labelled-sources", type=int, metavar="N", help="a label budget: keep the labels of N "
+        "training contents (drawn by --split-seed); the other training contents' videos train "
+        "as unlabeled ones (not given: every label)")
     add("--label-range", type=float, nargs=2, metavar=("LO", "HI"), help="the label scale that "
-        "maps to targets 0..1 (not given: 0..100 for toy, bvihd, waterloo4k; a CSV's min..max)")
+        "maps to targets 0..1 (not given: 0..100 for toy, bvihd, waterloo4k; 1..5 for kvq; a "
+        "CSV's min..max)")
     # clips
     profiled("--frames", "frames per clip (the ViTs')", type=int)
     profiled("--size", "crop size in pixels (multiple of 14)", type=int)
@@ -148,6 +161,8 @@ def get_args_parser():
     profiled("--epochs", "training epochs", type=int)
     profiled("--batch-size", "clips per step per process", type=int)
     add("--grad-accum", type=int, default=1, help="steps accumulated per optimizer update")
+    add("--steps-per-epoch", type=int, help="optimizer steps per epoch, the labelled videos "
+        "cycled as needed (not given: one pass over them)")
     profiled("--lr", "peak learning rate", type=float)
     add("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
     profiled("--layer-decay", "layer-wise lr decay of ViTs", type=float)
@@ -206,6 +221,15 @@ def parse_args(argv=None):
         error("--pretrain builds its corpus at the toy set's geometry: it needs --data toy")
     if args.label_range and not args.label_range[1] > args.label_range[0]:
         error(f"--label-range {args.label_range[0]:g} {args.label_range[1]:g}: HI must exceed LO")
+    if (args.unlabeled or args.labelled_sources) and args.w_unlabeled and (
+            args.teacher == "none" or args.student == "none"):
+        what = "--unlabeled" if args.unlabeled else "--labelled-sources"
+        error(f"{what} trains the student on the teacher's scores of unlabeled videos: it needs "
+              f"a teacher and a student (or --w-unlabeled 0, which leaves them unused)")
+    for k in ("unlabeled_batch_size", "labelled_sources", "steps_per_epoch"):
+        if getattr(args, k) is not None and getattr(args, k) < 1:
+            error(f"--{k.replace('_', '-')} must be at least 1, got {getattr(args, k)}")
+    args.unlabeled_batch_size = args.unlabeled_batch_size or args.batch_size
     vits = [n for n in (args.student, args.teacher) if n in CONFIGS]
     if vits and args.size % CONFIGS[vits[0]].patch_size:
         error(f"--size {args.size} is not a multiple of the ViT patch size "
@@ -218,7 +242,7 @@ def parse_args(argv=None):
         error(f"--fastvqa-size {args.fastvqa_size} must be a multiple of 32 and --fastvqa-frames "
               f"{args.fastvqa_frames} even and at least 4 (FAST-VQA: 32 px fragments, 2-frame "
               f"patches, and a window of 8 x 7 x 7 at 32 x 224 x 224 that scales with the clip)")
-    for k in ("teacher_ckpt", "student_ckpt"):  # absolute: a checkpoint names it; read anywhere
+    for k in ("teacher_ckpt", "student_ckpt", "unlabeled"):  # absolute: a checkpoint names it
         if getattr(args, k):
             setattr(args, k, os.path.abspath(getattr(args, k)))
     cuda = torch.cuda.is_available()

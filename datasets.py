@@ -2,7 +2,9 @@
 
 Every source of labels becomes a list of item dicts {path, mos, source, ...}: load_csv() for any
 CSV list, waterloo4k_index() (its scores.txt or the widely shared CSV) and bvihd_index() for the
-two datasets of the InternVQA paper (arXiv 2502.19026; layouts in docs/reference.md, section 4).
+two datasets of the InternVQA paper (arXiv 2502.19026; layouts in docs/reference.md, section 4),
+kvq_index() for KVQ (the NTIRE short-form video challenges' set, on which the authors' one released
+weight was trained), with read_rank_pairs() for the challenge's score (section 9).
 label_range() gives the scale that training maps to [0, 1]. official_split() holds out the
 authors' fixed test contents, split_by_source() a seeded random share of the contents:
 synthetic-distortion sets are split by source, never by video. Every problem in a label file is
@@ -12,8 +14,9 @@ an error naming file and line.
     train_items, test_items = split_by_source(items, test_fraction=0.25, seed=0)
     items = waterloo4k_index("Waterloo4K", "Waterloo4K/waterloo4k.csv")  # or scores.txt by default
     train_items, test_items = official_split(items, "waterloo4k")      # test = sources 1-4
+    items = kvq_index("KVQ")         # its train_ and val_split_v4_revise66_compete.txt: labels 1..5
 
-Needs only numpy.
+Needs only numpy (and openpyxl for read_rank_pairs, imported there).
 """
 import csv
 import math
@@ -36,8 +39,10 @@ def _score(text, where):
     return value
 
 
-def load_csv(path):
+def load_csv(path, labelled=True):
     """Items of a CSV list with header `path,mos` and optional `source` plus any other columns.
+    labelled=False: a list of videos without labels (header `path`; a `mos` column is ignored),
+    each item's mos NaN (see load_unlabeled).
 
     Relative paths resolve against the CSV's folder (stored absolute); mos becomes a float and the
     other columns stay strings (width, height, bit_depth, fps describe raw .yuv files). Without a
@@ -48,7 +53,8 @@ def load_csv(path):
     folder = os.path.dirname(os.path.abspath(path))
     with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet may write a BOM
         reader = csv.DictReader(f)
-        missing = {"path", "mos"} - set(reader.fieldnames or [])
+        missing = {"path", "mos"} - set(reader.fieldnames or []) - (set() if labelled
+                                                                     else {"mos"})
         if missing:
             raise ValueError(f"{path}, line 1: header {reader.fieldnames} lacks {sorted(missing)}")
         items, seen = [], {}
@@ -63,7 +69,7 @@ def load_csv(path):
             if video in seen:
                 raise ValueError(f"{where}: duplicated path {name!r} (first on line {seen[video]})")
             seen[video] = reader.line_num
-            mos = _score(row["mos"], where)
+            mos = _score(row["mos"], where) if labelled else math.nan
             if not os.path.isfile(video):
                 raise FileNotFoundError(f"{where}: {video} does not exist")
             source = row.get("source") or os.path.splitext(os.path.basename(video))[0]
@@ -72,6 +78,45 @@ def load_csv(path):
     if not items:
         raise ValueError(f"{path}: no videos listed")
     return items
+
+
+def load_unlabeled(path, test_items=()):
+    """Items of a list of videos nobody rated (`path`, optional `source`; a `mos` column is
+    ignored), mos NaN. A video or a source of the test split in it is refused: the teacher's
+    scores on test videos would leak them into training."""
+    items = load_csv(path, labelled=False)
+    test_paths = {os.path.realpath(it["path"]) for it in test_items}
+    test_sources = {str(it["source"]) for it in test_items}
+    for it in items:
+        if os.path.realpath(it["path"]) in test_paths or str(it["source"]) in test_sources:
+            raise ValueError(f"{path}: {it['path']} (source {it['source']!r}) is a video or a "
+                             f"source of the test split: training on it, even unlabeled, "
+                             f"leaks the test set")
+    return items
+
+
+def split_unlabeled(args, train_items, test_items):
+    """(labelled, unlabeled) training items of train.py's --labelled-sources (the other training
+    contents lose their labels), --unlabeled (checked against test_items) and --w-unlabeled (0:
+    no unlabeled videos)."""
+    unlabeled = []
+    if args.labelled_sources:
+        train_items, unlabeled = hide_labels(train_items, args.labelled_sources, args.split_seed)
+    if args.unlabeled:
+        unlabeled += load_unlabeled(args.unlabeled, test_items)
+    return train_items, unlabeled if args.w_unlabeled else []
+
+
+def hide_labels(train_items, n_sources, seed=0):
+    """(labelled, unlabeled): the labels of n_sources training contents (a seeded draw) kept, the
+    other contents' videos returned with mos NaN, for a label budget of n_sources contents."""
+    sources = sorted({str(it["source"]) for it in train_items})
+    if not 1 <= n_sources <= len(sources):
+        raise ValueError(f"a label budget of {n_sources} contents: the training split has "
+                         f"{len(sources)}")
+    kept = set(np.random.default_rng(seed).permutation(sources)[:n_sources].tolist())
+    return ([it for it in train_items if str(it["source"]) in kept],
+            [dict(it, mos=math.nan) for it in train_items if str(it["source"]) not in kept])
 
 
 def _rows(path):
@@ -208,7 +253,103 @@ def bvihd_index(root, labels, *, bit_depth, fps, width=1920, height=1080):
     return items
 
 
-NOMINAL_RANGE = {"bvihd": (0.0, 100.0), "waterloo4k": (0.0, 100.0), "toy": (0.0, 100.0)}
+KVQ_SPLITS = {s: f"{s}_split_v4_revise66_compete.txt" for s in ("train", "val", "test")}
+KVQ_PAIRS = "rank-pair-val.xlsx"  # the challenge's rank pairs of the val videos
+
+
+def read_kvq_split(path, root=None, labels=True):
+    """Items of one KVQ split file (docs/reference.md, section 9): no header, one video a line
+    `filename,cls_label,dis_label,label`, the filename relative to `root` (not given: the split
+    file's folder). mos = label (1..5, higher is better); source = cls_label, the class column the
+    files give (they name no original upload, so splits by source are by that class); name = the
+    filename as the file spells it, the key of the challenge's truth.csv and prediction.csv.
+    labels=False (the test split, whose labels are not public): only the filename is read, and
+    mos is nan."""
+    path = str(path)
+    root = os.path.abspath(root or os.path.dirname(os.path.abspath(path)))
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: KVQ split file not found (expected one of "
+                                f"{', '.join(KVQ_SPLITS.values())})")
+    items, seen = [], {}
+    with open(path, encoding="utf-8-sig") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}, line {n}"
+            fields = [s.strip() for s in line.split(",")]
+            if (labels and len(fields) != 4) or not fields[0]:
+                raise ValueError(f"{where}: expected filename,cls_label,dis_label,label; got "
+                                 f"{line.strip()!r}")
+            name = fields[0]
+            if name in seen:
+                raise ValueError(f"{where}: {name} again (first on line {seen[name]})")
+            seen[name] = n
+            mos = _score(fields[3], where) if labels else math.nan
+            if labels and not 1 <= mos <= 5:
+                raise ValueError(f"{where}: label {fields[3]} outside KVQ's 1..5")
+            video = os.path.normpath(os.path.join(root, name))
+            if not os.path.isfile(video):
+                raise FileNotFoundError(f"{where}: {video} does not exist")
+            cls, dis = (fields + ["", "", ""])[1:3]
+            items.append(dict(path=video, mos=mos, source=cls, name=name, cls_label=cls,
+                              dis_label=dis))
+    if not items:
+        raise ValueError(f"{path}: no videos listed")
+    return items
+
+
+def kvq_index(root, splits=("train", "val")):
+    """KVQ (Lu et al. 2024; the NTIRE 2024 and 2025 short-form UGC VQA challenges): the labelled
+    split files found by name in `root` (KVQ_SPLITS), every item with its `split` column
+    (official_split trains on train and evaluates on val)."""
+    items = []
+    for split in splits:
+        items += [dict(it, split=split)
+                  for it in read_kvq_split(os.path.join(root, KVQ_SPLITS[split]), root)]
+    return items
+
+
+def read_rank_pairs(path):
+    """The challenge's rank pairs, {"source": [(name1, name2, better)], "nonsource": [...]}, from
+    rank-pair-val.xlsx: sheets `source` and `nonsource`, a header row, then name1, name2 and better
+    (1 or 2: the better video of the two) in the first three columns, read by position as the
+    challenge's metric_score.py does. Needs openpyxl (an optional extra, like matplotlib)."""
+    try:
+        import openpyxl
+    except ImportError:
+        raise ImportError(f"reading {path} needs openpyxl: pip install openpyxl") from None
+    book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    try:
+        pairs = {}
+        for sheet in ("source", "nonsource"):
+            if sheet not in book.sheetnames:
+                raise ValueError(f"{path}: no sheet {sheet!r} (it has {book.sheetnames})")
+            pairs[sheet] = []
+            for n, row in enumerate(book[sheet].iter_rows(values_only=True), 1):
+                row = [v for v in row[:3] if v is not None and str(v).strip()]
+                if n == 1 or not row:  # the header; a blank row
+                    continue
+                better = str(row[-1]).strip()
+                if len(row) != 3 or better not in ("1", "2", "1.0", "2.0"):
+                    raise ValueError(f"{path}, sheet {sheet}, row {n}: expected name1, name2, "
+                                     f"better (1 or 2); got {row}")
+                pairs[sheet].append((str(row[0]).strip(), str(row[1]).strip(), int(float(better))))
+            if not pairs[sheet]:
+                raise ValueError(f"{path}, sheet {sheet}: no pairs")
+    finally:
+        book.close()
+    return pairs
+
+
+def kvq_pairs(root):
+    """read_rank_pairs of the challenge's pairs file in the KVQ folder `root`; None where it has
+    none (the score is then not computed)."""
+    path = os.path.join(root, KVQ_PAIRS)
+    return read_rank_pairs(path) if os.path.isfile(path) else None
+
+
+NOMINAL_RANGE = {"bvihd": (0.0, 100.0), "waterloo4k": (0.0, 100.0), "toy": (0.0, 100.0),
+                 "kvq": (1.0, 5.0)}
 
 
 def label_range(dataset, items=None):
@@ -236,7 +377,8 @@ OFFICIAL_TEST_SOURCES = {  # the authors' fixed test contents: docs/reference.md
 def official_split(items, dataset):
     """(train_items, test_items) with the InternVQA authors' fixed test sources; for the toy set and
     a CSV list, their own `split` column of train/test (the toy set's: every 4th content, the ones
-    also encoded with VVC in toy_vvc.csv; a list may be all train, evaluated with --test-labels)."""
+    also encoded with VVC in toy_vvc.csv; a list may be all train, evaluated with --test-labels);
+    for KVQ, the challenge's train and val files."""
     if dataset in ("toy", "csv"):
         bad = [it["path"] for it in items if it.get("split") not in ("train", "test")]
         if bad:
@@ -245,6 +387,9 @@ def official_split(items, dataset):
                                                             if dataset == "csv" else ""))
         return ([it for it in items if it["split"] == "train"],
                 [it for it in items if it["split"] == "test"])
+    if dataset == "kvq":  # the challenge's own files: train on train, evaluate on val
+        return ([it for it in items if it["split"] == "train"],
+                [it for it in items if it["split"] == "val"])
     if dataset not in OFFICIAL_TEST_SOURCES:
         raise ValueError(f"no official split for {dataset!r} "
                          f"(known: {sorted(OFFICIAL_TEST_SOURCES)}); use split_by_source")
@@ -271,3 +416,38 @@ def split_by_source(items, test_fraction=0.25, seed=0):
     test = set(np.random.default_rng(seed).permutation(sources)[:n_test].tolist())
     return ([it for it in items if it["source"] not in test],
             [it for it in items if it["source"] in test])
+
+
+# -----------------------------------------------------------------------------
+# train.py's data: the items its options name
+
+
+def read_split(args, toy_csv=None):
+    """(train items, test items, the split's own test items) of train.py's --data (toy: the toy
+    set's list, toy_csv), --split and --test-labels (then the test items are its, less the
+    sources seen in training)."""
+    if args.data == "toy":
+        items = load_csv(toy_csv)
+    elif args.data == "csv":
+        items = load_csv(args.labels)
+    elif args.data == "waterloo4k":
+        items = waterloo4k_index(args.data_root, args.labels)
+    elif args.data == "kvq":
+        items = kvq_index(args.data_root)
+    else:
+        items = bvihd_index(args.data_root, args.labels, fps=args.yuv_fps,
+                            bit_depth=args.yuv_bit_depth)
+    if args.split == "official":
+        train_items, test_items = official_split(items, args.data)
+    else:
+        train_items, test_items = split_by_source(items, args.test_fraction, args.split_seed)
+    split_test = test_items
+    if args.test_labels:
+        seen = {it["source"] for it in train_items}
+        test_items = [it for it in load_csv(args.test_labels) if it["source"] not in seen]
+    if len(test_items) < 4 or not train_items:
+        fix = "other --test-labels" if args.test_labels else \
+            "more sources, or another --test-fraction"
+        raise ValueError(f"the split leaves {len(train_items)} train and {len(test_items)} test "
+                         f"videos: metrics need at least 4 test videos ({fix})")
+    return train_items, test_items, split_test

@@ -6,6 +6,12 @@ Distilling Large Foundation Model" (arXiv 2502.19026):
     L_total = L2(teacher score, MOS) + L2(student score, MOS)
               + SmoothL1(LN(student feature), LN(teacher feature))      (beta 2.0)
 
+On videos nobody rated (an addition to the paper, as the field distils in practice: E-VQA at NTIRE
+2025, SSL-VQA) the same formula holds with the teacher's score in place of the MOS and no
+teacher term, weighed by w_unlabeled:
+
+    L_unlabeled = L2(student score, teacher score) + SmoothL1(LN(student f.), LN(teacher f.))
+
 The teacher (InternVideo2-1B) keeps its last block and quality head trainable; its other 39
 blocks are frozen and run without gradients, so they cost forward time and no activation
 memory. The features are the 768-d pooled vectors after fc_norm, each through a LayerNorm
@@ -17,6 +23,7 @@ map, which needs no projection (a student of another width would get a linear on
     distiller = Distiller(teacher, VideoViT(CONFIGS["small"]))
     out = distiller(clips, targets)          # dict: loss, loss_teacher, loss_student, loss_align
     out = distiller((clips, fragments), targets)  # a FAST-VQA student: two views
+    out = distiller(clips, targets, unrated_clips)  # + loss_unlabeled: the teacher's score as MOS
     out["loss"].backward()
     opt = build_optimizer([distiller.student, distiller.teacher, distiller.align], lr=1e-4)
 
@@ -84,10 +91,11 @@ def teacher_features(teacher, x):
     return teacher.pool(teacher.run_blocks(h, teacher.blocks[n:]))
 
 
-def teacher_runs(w_teacher, w_align, with_student=True):
-    """Whether the teacher runs at all: its own L2 term is on, or the alignment with a student.
-    The one place that decides it (train.py builds no teacher otherwise; the stage trains none)."""
-    return w_teacher != 0 or (with_student and w_align != 0)
+def teacher_runs(w_teacher, w_align, with_student=True, w_unlabeled=0.0):
+    """Whether the teacher runs at all: its own L2 term is on, or the alignment with a student, or
+    its scores are a student's targets on unlabeled videos. The one place that decides it
+    (train.py builds no teacher otherwise; the stage trains none)."""
+    return w_teacher != 0 or (with_student and (w_align != 0 or w_unlabeled != 0))
 
 
 def pooled(feature):
@@ -106,18 +114,20 @@ class Distiller(nn.Module):
     teacher_dtype (e.g. torch.bfloat16) stores and runs the teacher's frozen prefix in that dtype;
     its trainable tail keeps its own. forward(x, y) takes one clip batch that both see, or a pair
     (teacher's clips, student's clips) when the student has a view of its own (FAST-VQA).
+    forward(x, y, x_unlabeled) adds clips of videos without labels (the same view or views): the
+    teacher's score, detached, is their target, weighed by w_unlabeled.
     """
 
-    TERMS = ("loss_teacher", "loss_student", "loss_align")  # in out[...] when they are on
+    TERMS = ("loss_teacher", "loss_student", "loss_align", "loss_unlabeled")  # out[...] when on
 
     def __init__(self, teacher, student, w_teacher=1.0, w_student=1.0, w_align=1.0, beta=2.0,
-                 detach_teacher=True, teacher_dtype=None):
+                 detach_teacher=True, teacher_dtype=None, w_unlabeled=1.0):
         super().__init__()
         if teacher is None and student is None:
             raise ValueError("Distiller needs a teacher, a student or both")
         self.teacher, self.student = teacher, student
         self.w_teacher, self.w_student, self.w_align = w_teacher, w_student, w_align
-        self.beta, self.detach_teacher = beta, detach_teacher
+        self.beta, self.detach_teacher, self.w_unlabeled = beta, detach_teacher, w_unlabeled
         self.aligning = teacher is not None and student is not None and w_align != 0
         self.use_teacher = teacher is not None and teacher_runs(w_teacher, w_align,
                                                                 student is not None)
@@ -156,34 +166,59 @@ class Distiller(nn.Module):
                     m.eval()
         return self
 
-    def forward(self, x, y):
+    def forward(self, x, y, x_unlabeled=None):
         """{"loss": the weighted sum, and each term that is on (loss_teacher, loss_student,
-        loss_align) with its score (score_teacher, score_student)}."""
+        loss_align, loss_unlabeled) with the labelled clips' scores (score_teacher,
+        score_student)}. Labelled and unlabeled clips run as one batch: rows n: are unlabeled."""
+        n = len(y)
+        if x_unlabeled is not None:
+            if self.student is None or self.teacher is None or not self.w_unlabeled:
+                raise ValueError("unlabeled clips need a student, a teacher and w_unlabeled != 0: "
+                                 "the teacher's score is their target")
+            x = _cat_views(x, x_unlabeled)
         x_teacher, x_student = x if isinstance(x, (tuple, list)) else (x, x)
         y = y.float()
         out, loss = {}, 0.0
-        if self.student is not None:  # L2(student score, MOS)
+        if self.student is not None:
             feat_s = self.student.forward_features(x_student)
-            if self.w_student:
-                out["score_student"] = self.student.forward_head(feat_s).float()
-                out["loss_student"] = F.mse_loss(out["score_student"], y)
-                loss = loss + self.w_student * out["loss_student"]
-        if self.use_teacher:  # L2(teacher score, MOS)
+            if self.w_student or x_unlabeled is not None:
+                score_s = self.student.forward_head(feat_s).float()
+        if self.use_teacher or x_unlabeled is not None:
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.teacher_learns):
                 feat_t = teacher_features(self.teacher, x_teacher)
-                if self.w_teacher:
-                    out["score_teacher"] = self.teacher.forward_head(feat_t).float()
-            if self.w_teacher:
-                out["loss_teacher"] = F.mse_loss(out["score_teacher"], y)
-                loss = loss + self.w_teacher * out["loss_teacher"]
-        if self.aligning:  # SmoothL1(LN(student feature), LN(teacher feature)), no affine LN
+                if self.w_teacher or x_unlabeled is not None:
+                    score_t = self.teacher.forward_head(feat_t).float()
+        if self.aligning:  # LN(student feature), LN(teacher feature): no affine LN
             target = feat_t.detach() if self.detach_teacher else feat_t
-            s = F.layer_norm(self.align(pooled(feat_s)).float(), (target.shape[-1],))
-            t = F.layer_norm(target.float(), (target.shape[-1],))
-            out["loss_align"] = F.smooth_l1_loss(s, t, beta=self.beta)
+            f_s = F.layer_norm(self.align(pooled(feat_s)).float(), (target.shape[-1],))
+            f_t = F.layer_norm(target.float(), (target.shape[-1],))
+        if self.student is not None and self.w_student:  # L2(student score, MOS)
+            out["score_student"] = score_s[:n]
+            out["loss_student"] = F.mse_loss(score_s[:n], y)
+            loss = loss + self.w_student * out["loss_student"]
+        if self.use_teacher and self.w_teacher:  # L2(teacher score, MOS)
+            out["score_teacher"] = score_t[:n]
+            out["loss_teacher"] = F.mse_loss(score_t[:n], y)
+            loss = loss + self.w_teacher * out["loss_teacher"]
+        if self.aligning:  # SmoothL1(LN(student feature), LN(teacher feature))
+            out["loss_align"] = F.smooth_l1_loss(f_s[:n], f_t[:n], beta=self.beta)
             loss = loss + self.w_align * out["loss_align"]
+        if x_unlabeled is not None:  # the same on unrated videos, the teacher's score as the MOS
+            unlabeled = self.w_student * F.mse_loss(score_s[n:], score_t[n:].detach())
+            if self.aligning:
+                unlabeled = unlabeled + self.w_align * F.smooth_l1_loss(f_s[n:], f_t[n:],
+                                                                        beta=self.beta)
+            out["loss_unlabeled"] = unlabeled
+            loss = loss + self.w_unlabeled * unlabeled
         out["loss"] = loss
         return out
+
+
+def _cat_views(x, x_unlabeled):
+    """Labelled then unlabeled clips in one batch, per view (a FAST-VQA student has two)."""
+    if isinstance(x, (tuple, list)):
+        return tuple(torch.cat(pair) for pair in zip(x, x_unlabeled))
+    return torch.cat([x, x_unlabeled])
 
 
 # ---------------------------------------------------------------------------------------------

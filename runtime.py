@@ -13,7 +13,8 @@ as the method.
   checkpoint of this project, an official InternVideo2 file (model.load_internvideo2) or an
   official FAST-VQA file (fastvqa.load_fastvqa) for train.py and predict.py, and refuse a file of
   the other family; config_of() names the size of an official InternVideo2 file.
-- Reporting an evaluation: report() (the log block, predictions.csv, scatter.png), best_line().
+- Reporting an evaluation: report() (the log block, predictions.csv, scatter.png; on KVQ the
+  challenge's score, kvq_lines()), best_line().
 - predict.py's dtype when --dtype is not given: default_dtype(device); on a CPU cpu_dtype(), bf16
   where a short timed matmul at start-up finds this CPU multiplies bf16 clearly faster;
   cpu_features().
@@ -34,16 +35,18 @@ import os
 import platform
 import signal
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
 import metrics
-from fastvqa import FastVQA, FastVQAConfig, fastvqa_config_of, is_fastvqa_state, load_fastvqa
+from fastvqa import (FastVQA, FastVQAConfig, fastvqa_config_of, is_fastvqa_state, load_fastvqa)
+from fastvqa import flops_per_clip as fastvqa_flops
 from model import (CONFIGS, VideoViT, ViTConfig, load_internvideo2, read_checkpoint,
                    remap_state_dict)
+from model import flops_per_clip as vit_flops
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # --dtype: autocast's
 
@@ -233,11 +236,11 @@ class Meter:
                 return
             yield batch
 
-    def add(self, out, clips, grad_accum):
+    def add(self, out, clips, grad_accum, unlabeled_clips=0):
         for k, v in out.items():
             if k.startswith("loss"):
                 self.sums[k] = self.sums.get(k, 0) + v.detach() / grad_accum
-        self.clips += clips
+        self.clips += clips + unlabeled_clips
         self.steps += 1 / grad_accum
 
     def line(self, epoch, epochs, step, total_steps, sched, eta):
@@ -250,6 +253,18 @@ class Meter:
                 f"wait {100 * self.waited / dt:.0f}% | eta {eta / 60:.1f} min")
         self.__init__(self.terms)
         return line
+
+
+def model_size(model, fastvqa_clip=(32, 224)):
+    """'22.3M params (2.5M trainable), 3.3 GFLOPs/clip (1.6 G as fvcore counts)': a model's size
+    and the FLOPs of one clip at its geometry (FAST-VQA: at fastvqa_clip's frames and size),
+    counted both ways: a multiply-add is 2 FLOPs here, 1 in fvcore (NTIRE's cap of 120 G)."""
+    n_train = sum(q.numel() for q in model.parameters() if q.requires_grad)
+    n_all = sum(q.numel() for q in model.parameters())
+    flops = fastvqa_flops(model.cfg, *fastvqa_clip) if isinstance(model, FastVQA) else \
+        vit_flops(model.cfg)
+    return (f"{n_all / 1e6:.1f}M params ({n_train / 1e6:.1f}M trainable), {flops / 1e9:.1f} "
+            f"GFLOPs/clip ({flops / 2e9:.1f} G as fvcore counts: a multiply-add is one)")
 
 
 def finish(stop, bad_step, step_rng, ckpts, loop_state, sched, baseline, out, t_start):
@@ -312,6 +327,19 @@ class Checkpoints:
         os.makedirs(out, exist_ok=True)
         self.out, self.models, self.opt, self.sched, self.scaler = out, models, opt, sched, scaler
         self.device, self.partial, self.meta = device, partial, meta
+
+    @classmethod
+    def of_run(cls, args, scored, align, opt, sched, scaler, device, label_range, world):
+        """train.py's: its models {teacher, student} and the alignment projection, the run's
+        options as its config; a teacher loaded from a file and frozen in part is saved as its
+        trainable part and a stamp of the file that holds the rest."""
+        teacher, student = scored.get("teacher"), scored.get("student")
+        teacher_in_part = bool(args.teacher_ckpt) and teacher is not None and \
+            not all(q.requires_grad for q in teacher.parameters())
+        return cls(args.out, {**scored, "align": align}, opt, sched, scaler, device,
+                   teacher_in_part, config=vars(args), label_range=label_range, world=world,
+                   student_config=asdict(student.cfg) if student is not None else None,
+                   teacher_config=asdict(teacher.cfg) if teacher is not None else None)
 
     def _weights(self, name):
         return trainable_state(self.models[name], self.partial and name == "teacher")
@@ -514,11 +542,12 @@ def format_report(report):
 # Reporting an evaluation
 
 
-def report(scores, items, baseline, out, header, first=False):
+def report(scores, items, baseline, out, header, first=False, pairs=None):
     """{name: metrics.evaluate(...) with "within" (the within-source SRCC)} of `scores` ({name:
     score of each of `items`, in order}); the block in the log, and on rank 0 OUT/predictions.csv
     (9 digits: metrics recomputed from it equal the log's) and OUT/scatter.png (with matplotlib).
-    Non-finite scores get NaN metrics: they never become the best."""
+    Non-finite scores get NaN metrics: they never become the best. pairs: the KVQ challenge's rank
+    pairs (datasets.kvq_pairs), for its score beside PLCC and SRCC (kvq_lines)."""
     mos, sources = [it["mos"] for it in items], [it["source"] for it in items]
     result = {}
     for name, pred in scores.items():
@@ -535,6 +564,8 @@ def report(scores, items, baseline, out, header, first=False):
         print0(f"  {name:8s} {metrics.format_metrics(r)}  (raw PLCC {r['plcc_raw']:.3f}, "
                f"n={r['n']}, fit {r['fit']}; within-source SRCC {r['within']['srcc']:.3f} over "
                f"{r['within']['n_sources']} sources)")
+    if pairs:
+        kvq_lines(scores, items, pairs, result)
     if baseline:
         print0(f"  settings baseline ({', '.join(baseline['keys'])}: mean training label per cell, "
                f"no pixels) {metrics.format_metrics(baseline)}")
@@ -553,6 +584,25 @@ def report(scores, items, baseline, out, header, first=False):
             and first:
         print0("  (pip install matplotlib to get out/scatter.png, predicted score against MOS)")
     return result
+
+
+def kvq_lines(scores, items, pairs, result):
+    """The NTIRE KVQ challenge's score of each model's finite scores (metrics.kvq_score, videos
+    keyed by the split file's `name`), printed and kept in result[name]["kvq"]; one line saying
+    why not when the pairs name videos outside this test set (a random split, --test-labels)."""
+    names = [it.get("name", it["path"]) for it in items]
+    truth = dict(zip(names, (it["mos"] for it in items)))
+    for name, pred in scores.items():
+        if not all(map(math.isfinite, pred)):
+            continue
+        try:
+            k = result[name]["kvq"] = metrics.kvq_score(dict(zip(names, pred)), truth, pairs)
+        except ValueError as e:
+            print0(f"  KVQ score: n/a, the rank pairs do not fit this test set ({e})")
+            return
+        print0(f"  {name:8s} KVQ score {k['score']:.4f} = 0.45 SRCC {k['srcc']:.4f} + 0.45 PLCC "
+               f"{k['plcc']:.4f} (raw) + 0.05 acc_nonsource {k['acc_nonsource']:.4f} + 0.05 "
+               f"acc_source {k['acc_source']:.4f}")
 
 
 def best_line(best, baseline):

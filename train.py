@@ -4,41 +4,39 @@
     python train.py --student small --data waterloo4k --data-root /data/ivc4k \
         --teacher-ckpt 1B_ft_k710_f8.pth --student-ckpt S14_ft_k710_f8.pth   # the paper's setting
     python train.py --student fastvqa --student-ckpt FAST_VQA_B_1_4.pth ... # the heterogeneous one
+    python train.py ... --unlabeled unrated.csv           # + videos nobody rated
     torchrun --nproc_per_node 2 train.py ...               # DistributedDataParallel
 
 The method (Guan et al. 2025, arXiv 2502.19026; its wiring: docs/reference.md, section 3): a
 large teacher that already knows video, frozen except its last block and quality head, and a
 small student see the same moment of the same videos, and learn from L2(teacher score, MOS) +
-L2(student score, MOS) + SmoothL1(student feature, teacher feature) (distill.py). A ViT student
-sees the teacher's clips; FAST-VQA sees its own fragments of the same frames. Each evaluation
-scores both on test videos of contents never trained on; OUT/ gets last.pt (for --resume),
-best.pt (the best student by SRCC), predictions.csv and scatter.png.
-
-With no data and no weights (--data toy, the default) it is the paper in miniature: the toy set
-is generated, a teacher is first trained alone on a corpus of other synthetic contents (the
-teacher stage, toy.pretrained_teacher, cached), then distilled into the student on the toy set's
-training contents. With --student none the teacher trains alone. Options and their profiles are
-config.py's (`--help`); processes, stops and checkpoints are runtime.py's.
+L2(student score, MOS) + SmoothL1(student feature, teacher feature) (distill.py); on unlabeled
+videos the teacher's score stands in for the MOS. A ViT student sees the teacher's clips;
+FAST-VQA its own fragments of the same frames. Each evaluation scores both on test videos of
+contents never trained on; OUT/ gets last.pt (--resume), best.pt (the best student by SRCC),
+predictions.csv and scatter.png. With no data and no weights (--data toy) it is the paper in
+miniature: the toy set is generated, a teacher first learns alone on other synthetic contents
+(toy.pretrained_teacher, cached), then is distilled into the student. Options: config.py
+(`--help`); processes, stops and checkpoints: runtime.py.
 """
 import math
 import os
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import torch
 
 import config
 import data
 import datasets
-import fastvqa
 import metrics
 import runtime
 import toy
 from config import RESUME_SAME, parse_args
 from distill import Distiller, build_optimizer, freeze_teacher, teacher_runs
 from fastvqa import FASTVQA_CONFIGS, FastVQA
-from model import CONFIGS, VideoViT, flops_per_clip
+from model import CONFIGS, VideoViT
 from runtime import Stop, print0
 
 
@@ -64,8 +62,8 @@ def train(args, profile_name):
 
     # -------------------------------------------------------------------------------------------
     # Data (and on toy data the teacher stage: a teacher that knows more than the student's data)
-    train_items, test_items, label_range, probes = read_data(args)
-    steps_per_epoch = len(train_items) // batch_total
+    train_items, unlabeled_items, test_items, label_range, probes = read_data(args)
+    steps_per_epoch = args.steps_per_epoch or len(train_items) // batch_total
     if not steps_per_epoch:
         raise SystemExit(f"train.py: {len(train_items)} training videos do not fill one optimizer "
                          f"step of {batch_total} clips (batch size x grad-accum x processes): "
@@ -75,19 +73,21 @@ def train(args, profile_name):
     # -------------------------------------------------------------------------------------------
     # Models: every process builds the same weights; training randomness then differs per process
     torch.manual_seed(args.seed)
-    teacher, student = build_models(args, mean_target(train_items, label_range))
+    teacher, student = build_models(args, mean_target(train_items, label_range),
+                                    bool(unlabeled_items))
     prefix_dtype = torch.bfloat16 if args.teacher_dtype == "bf16" else None  # frozen blocks'
     raw_model = Distiller(teacher, student, args.w_teacher, args.w_student, args.w_align,
-                          detach_teacher=not args.align_to_teacher,
-                          teacher_dtype=prefix_dtype).to(device)  # what is saved and evaluated
+                          detach_teacher=not args.align_to_teacher, teacher_dtype=prefix_dtype,
+                          w_unlabeled=args.w_unlabeled).to(device)  # what is saved and evaluated
     model = torch.compile(raw_model) if args.compile else raw_model  # what the step calls
     if world > 1:  # compile, then DDP (as nanoGPT)
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device] if device.type == "cuda" else None)
     raw_model.train()  # and the frozen teacher blocks in eval mode (Distiller.train)
     torch.manual_seed(args.seed + 1000 * rank)
-    train_set, test_set = clip_sets(args, train_items, test_items, label_range, probes, teacher,
-                                    student)
+    train_set, unlabeled_set, test_set = clip_sets(args, train_items, unlabeled_items,
+                                                   test_items, label_range, probes, teacher,
+                                                   student)
 
     # -------------------------------------------------------------------------------------------
     # Optimizer, schedule, checkpoints
@@ -98,13 +98,14 @@ def train(args, profile_name):
         opt, cosine_with_warmup(int(args.warmup * steps_per_epoch), total_steps))
     scaler = torch.amp.GradScaler(device.type, enabled=args.dtype == "fp16")
     scored = {k: m for k, m in (("teacher", teacher), ("student", student)) if m is not None}
-    ckpts = checkpoints(args, scored, raw_model.align, opt, sched, scaler, device, label_range,
-                        world)
+    ckpts = runtime.Checkpoints.of_run(args, scored, raw_model.align, opt, sched, scaler, device,
+                                       label_range, world)
     loop_state = dict(step=0, best=None, history=[])  # all a resumed run needs besides ckpts'
     if args.resume:
         loop_state = ckpts.resume(args, RESUME_SAME)
         print0(f"resumed from {args.out}/last.pt at step {loop_state['step']}/{total_steps}")
-    report_context = dict(items=test_items, baseline=baseline, out=args.out)
+    pairs = datasets.kvq_pairs(args.data_root) if args.data == "kvq" else None  # NTIRE's score
+    report_context = dict(items=test_items, baseline=baseline, out=args.out, pairs=pairs)
     if args.eval_only:
         result, _ = report_scores(scored, test_set, args, device, label_range, report_context,
                                   f"eval ({len(test_items)} test videos x {args.test_clips} clips)")
@@ -123,21 +124,23 @@ def train(args, profile_name):
             epoch, done = divmod(loop_state["step"], steps_per_epoch)
             if batches is None:  # an epoch starts, or goes on where a resumed run left it
                 meter = runtime.Meter(Distiller.TERMS)  # this epoch's steps only
-                batches = meter.timed(epoch_batches(train_set, args, device, epoch, done,
-                                                    steps_per_epoch))
+                batches = meter.timed(epoch_batches(train_set, unlabeled_set, args, device,
+                                                    epoch, done, steps_per_epoch))
             # ---- one optimizer step
             step_rng = runtime.rng_state(device)  # a stopped step is saved as it found the RNG
             loss_sum = 0
             for micro_step in range(args.grad_accum):
-                x, y, _ = next(batches)
+                x, y, x_unlabeled = next(batches)  # x_unlabeled: None without --unlabeled
                 x, y = to_device(x, device), y.to(device, non_blocking=True)
+                x_unlabeled = to_device(x_unlabeled, device)
                 if world > 1:  # DDP reduces the gradients of the last micro-step only
                     model.require_backward_grad_sync = micro_step == args.grad_accum - 1
                 with autocast(args.dtype, device):
-                    out = model(x, y)
+                    out = model(x, y, x_unlabeled)
                 scaler.scale(out["loss"] / args.grad_accum).backward()  # outside autocast
                 loss_sum = loss_sum + out["loss"].detach()
-                meter.add(out, y.shape[0] * world, args.grad_accum)
+                meter.add(out, len(y) * world, args.grad_accum,
+                          args.unlabeled_batch_size * world if x_unlabeled is not None else 0)
             scaler.unscale_(opt)  # clip each model's true gradient: a large teacher gradient
             norms = [torch.nn.utils.clip_grad_norm_(  # does not shrink the student's step
                 [q for q in m.parameters() if q.grad is not None], args.clip_grad or math.inf)
@@ -180,57 +183,36 @@ def train(args, profile_name):
 
 
 def read_data(args):
-    """(train items, test items, label range, {path: probe}): the data read and every video
-    checked, and on toy data the teacher stage run (args.teacher_ckpt becomes its checkpoint);
-    a bad label file, video or split is one message naming the file, not a traceback."""
+    """(train items, unlabeled items, test items, label range, {path: probe}): the data read and
+    every video checked, and on toy data the teacher stage run (args.teacher_ckpt becomes its
+    checkpoint); a bad label file, video or split is one message naming the file, not a
+    traceback."""
     try:
-        train_items, test_items, split_test = read_items(args)
+        with runtime.master_first():  # rank 0 builds the toy set (once); the others find it built
+            toy_csv = toy.make_toy_dataset(toy.toy_root(args), log=print0, **(
+                dict(sources=args.toy_sources) if args.toy_sources else
+                dict(tiny=args.toy_variant == "tiny"))) if args.data == "toy" else None
+        train_items, test_items, split_test = datasets.read_split(args, toy_csv)
+        train_items, unlabeled_items = datasets.split_unlabeled(args, train_items,
+                                                                split_test + test_items)
         lo, hi = args.label_range or datasets.label_range(args.data, train_items)
         memo = os.path.join(args.cache or args.out, "probes.json")  # unchanged files: read once
         t0 = time.time()
-        probes = runtime.on_master(lambda: data.check_videos(train_items + test_items, memo=memo))
-        probes = {it["path"]: p for it, p in zip(train_items + test_items, probes)}
+        videos = train_items + unlabeled_items + test_items
+        probes = runtime.on_master(lambda: data.check_videos(videos, memo=memo))
+        probes = {it["path"]: p for it, p in zip(videos, probes)}
         count = lambda its: f"{len(its)} videos ({len({it['source'] for it in its})} sources)"
-        print0(f"data: {args.data}, train {count(train_items)}, test {count(test_items)}, labels "
-               f"{lo:g}..{hi:g} -> targets 0..1; every video checked in {time.time() - t0:.0f}s")
+        unlabeled = f", unlabeled {count(unlabeled_items)} (the teacher's score their target: " \
+            f"loss term 'unlabeled')" if unlabeled_items else ""
+        print0(f"data: {args.data}, train {count(train_items)}, test {count(test_items)}"
+               f"{unlabeled}, labels {lo:g}..{hi:g} -> targets 0..1; every video checked in "
+               f"{time.time() - t0:.0f}s")
         with runtime.master_first():  # rank 0 trains it; the others find it trained
             args.teacher_ckpt = args.teacher_ckpt or toy.pretrained_teacher(args, split_test,
                                                                             log=print0)
     except (OSError, ValueError, RuntimeError) as e:  # RuntimeError: ffmpeg's, in a toy build
         raise SystemExit(f"train.py: {e}") from None
-    return train_items, test_items, (lo, hi), probes
-
-
-def read_items(args):
-    """(train items, test items, the split's own test items) of the chosen data; the test items
-    are --test-labels' when it is given."""
-    if args.data == "toy":
-        kind = dict(sources=args.toy_sources) if args.toy_sources else \
-            dict(tiny=args.toy_variant == "tiny")
-        with runtime.master_first():  # rank 0 builds it (once); the others find it built
-            items = datasets.load_csv(toy.make_toy_dataset(toy.toy_root(args), log=print0, **kind))
-    elif args.data == "csv":
-        items = datasets.load_csv(args.labels)
-    elif args.data == "waterloo4k":
-        items = datasets.waterloo4k_index(args.data_root, args.labels)
-    else:
-        items = datasets.bvihd_index(args.data_root, args.labels, fps=args.yuv_fps,
-                                     bit_depth=args.yuv_bit_depth)
-    if args.split == "official":
-        train_items, test_items = datasets.official_split(items, args.data)
-    else:
-        train_items, test_items = datasets.split_by_source(items, args.test_fraction,
-                                                           args.split_seed)
-    split_test = test_items
-    if args.test_labels:
-        seen = {it["source"] for it in train_items}
-        test_items = [it for it in datasets.load_csv(args.test_labels) if it["source"] not in seen]
-    if len(test_items) < 4 or not train_items:
-        fix = "other --test-labels" if args.test_labels else \
-            "more sources, or another --test-fraction"
-        raise ValueError(f"the split leaves {len(train_items)} train and {len(test_items)} test "
-                         f"videos: metrics need at least 4 test videos ({fix})")
-    return train_items, test_items, split_test
+    return train_items, unlabeled_items, test_items, (lo, hi), probes
 
 
 # -----------------------------------------------------------------------------------------------
@@ -243,17 +225,18 @@ def mean_target(train_items, label_range):
     return sum((it["mos"] - lo) / (hi - lo) for it in train_items) / len(train_items)
 
 
-def build_models(args, start_score):
+def build_models(args, start_score, with_unlabeled=False):
     """(teacher or None, student or None), built and loaded; the teacher frozen as the paper has
     it, and built only when a loss term uses it; every fresh head starts at the mean training
     target, so the first steps learn ranking."""
     teacher = student = None
     fresh_heads = []
     teacher_alone = args.student == "none"
-    if args.teacher != "none" and teacher_runs(args.w_teacher, args.w_align, not teacher_alone):
+    if args.teacher != "none" and teacher_runs(args.w_teacher, args.w_align, not teacher_alone,
+                                               args.w_unlabeled * with_unlabeled):
         teacher = vit(args, args.teacher, args.init_values, 0.0, bool(args.teacher_ckpt))
-        if not args.teacher_ckpt or head_left_fresh(
-                teacher, load_file(teacher, args.teacher_ckpt, "teacher", args)):
+        if not args.teacher_ckpt or teacher.SCORE_BIAS in load_file(  # a backbone-only file
+                teacher, args.teacher_ckpt, "teacher", args)["left_at_init"]:
             fresh_heads.append(teacher)
         if not args.teacher_ckpt and not teacher_alone:
             print0("teacher: NO CHECKPOINT, randomly initialised. Its frozen blocks are random\n"
@@ -267,23 +250,18 @@ def build_models(args, start_score):
         student = FastVQA(replace(FASTVQA_CONFIGS["b"], drop_path=args.drop_path))
     elif not teacher_alone:
         student = vit(args, args.student, args.init_values, args.drop_path, bool(args.student_ckpt))
-    if student is not None and (not args.student_ckpt or head_left_fresh(
-            student, load_file(student, args.student_ckpt, "student", args))):
+    if student is not None and (not args.student_ckpt or student.SCORE_BIAS in load_file(
+            student, args.student_ckpt, "student", args)["left_at_init"]):
         fresh_heads.append(student)
     if teacher is None and student is None:
         raise SystemExit("nothing to train: --student none needs a teacher")
     with torch.no_grad():
         for m in fresh_heads:
             m.get_parameter(m.SCORE_BIAS).fill_(start_score)
-    for name, m in (("teacher", teacher), ("student", student)):
+    for who, m in (("teacher", teacher), ("student", student)):
         if m is not None:
-            n_train = sum(q.numel() for q in m.parameters() if q.requires_grad)
-            n_all = sum(q.numel() for q in m.parameters())
-            flops = fastvqa.flops_per_clip(m.cfg, args.fastvqa_frames, args.fastvqa_size) \
-                if isinstance(m, FastVQA) else flops_per_clip(m.cfg)
-            print0(f"{name}: {getattr(args, name)}, {n_all / 1e6:.1f}M params "
-                   f"({n_train / 1e6:.1f}M trainable), {flops / 1e9:.1f} GFLOPs/clip "
-                   f"({flops / 2e9:.1f} G as fvcore counts: a multiply-add is one)")
+            print0(f"{who}: {getattr(args, who)}, " + runtime.model_size(
+                m, fastvqa_clip=(args.fastvqa_frames, args.fastvqa_size)))
     return teacher, student
 
 
@@ -307,23 +285,25 @@ def load_file(model, path, who, args):
     return report
 
 
-def head_left_fresh(model, report):
-    """Whether a load left the quality head at its initialisation (a backbone-only file)."""
-    return model.SCORE_BIAS in report["left_at_init"]
-
-
-def clip_sets(args, train_items, test_items, label_range, probes, teacher, student):
-    """The training and test VideoDatasets, each model's view in them (clip_views)."""
+def clip_sets(args, train_items, unlabeled_items, test_items, label_range, probes, teacher,
+              student):
+    """The training, unlabeled (None without them) and test VideoDatasets, each model's view in
+    them (clip_views)."""
     views = clip_views(args, teacher, student)
     train_set = data.VideoDataset(train_items, train=True, seed=args.seed, info=probes,
                                   label_range=label_range, **views)
+    unlabeled_set = data.VideoDataset(  # crops of their own: another seed
+        unlabeled_items, train=True, seed=10**6 + args.seed, info=probes, label_range=label_range,
+        **views) if unlabeled_items else None
     test_set = data.VideoDataset(test_items, train=False, clips=args.test_clips, info=probes,
                                  label_range=label_range, **views)
     if args.cache:
         (a, n_a), (b, n_b) = train_set.cache_cost(), test_set.cache_cost()
+        n_u = unlabeled_set.cache_cost()[1] if unlabeled_set else 0
         print0(f"cache: {args.cache}, up to {max(a, b) / 1e3:.0f} kB a frame, about "
-               f"{(n_a + n_b) / 1e9:.1f} GB for the {len(probes)} videos (written on first read)")
-    return train_set, test_set
+               f"{(n_a + n_b + n_u) / 1e9:.1f} GB for the {len(probes)} videos (written on first "
+               f"read)")
+    return train_set, unlabeled_set, test_set
 
 
 def clip_views(args, teacher, student):
@@ -336,20 +316,6 @@ def clip_views(args, teacher, student):
     if not isinstance(student, FastVQA):
         return vit
     return dict(vit, student_view=fast) if teacher is not None else dict(fast, resize=False)
-
-
-def checkpoints(args, scored, align, opt, sched, scaler, device, label_range, world):
-    """runtime.Checkpoints of this run: the models, the optimizer's state and the run's config; a
-    teacher loaded from a file and frozen in part is saved as its trainable part and a stamp of
-    the file that holds the rest."""
-    teacher, student = scored.get("teacher"), scored.get("student")
-    teacher_in_part = bool(args.teacher_ckpt) and teacher is not None and \
-        not all(q.requires_grad for q in teacher.parameters())
-    return runtime.Checkpoints(
-        args.out, {**scored, "align": align}, opt, sched, scaler, device, teacher_in_part,
-        config=vars(args), label_range=label_range, world=world,
-        student_config=asdict(student.cfg) if student is not None else None,
-        teacher_config=asdict(teacher.cfg) if teacher is not None else None)
 
 
 def cosine_with_warmup(warmup_steps, total_steps):
@@ -405,7 +371,9 @@ def autocast(dtype, device):
 
 
 def to_device(x, device):
-    """uint8 clips (or a pair of views) -> normalised float clips on the device."""
+    """uint8 clips (or a pair of views) -> normalised float clips on the device; None stays."""
+    if x is None:
+        return None
     if isinstance(x, (tuple, list)):
         return tuple(to_device(v, device) for v in x)
     return data.normalise(x.to(device, non_blocking=True))
@@ -444,16 +412,34 @@ def evaluate_and_keep_best(scored, test_set, args, device, label_range, loop_sta
 # The loop's batches
 
 
-def epoch_batches(train_set, args, device, epoch, skip, steps_per_epoch):
-    """This process's batches of one epoch from optimizer step `skip` on: a permutation seeded
-    by (seed, epoch), every world-th clip of it, so that a resumed epoch goes on where it was."""
-    rank, world = runtime.rank_and_world()
+def epoch_batches(train_set, unlabeled_set, args, device, epoch, skip, steps_per_epoch):
+    """This process's batches of one epoch from optimizer step `skip` on, as (clips, targets,
+    unlabeled clips or None): each set in an order seeded by (seed, epoch) (epoch_order), so that
+    a resumed epoch goes on where it was, its unlabeled videos too."""
+    seed = args.seed * 1000 + epoch
     train_set.set_epoch(epoch)  # the crops too are seeded by (seed, epoch, index)
-    per_step = args.batch_size * args.grad_accum
-    order = torch.randperm(len(train_set),
-                           generator=torch.Generator().manual_seed(args.seed * 1000 + epoch))
-    order = order[rank::world][skip * per_step:steps_per_epoch * per_step].tolist()
-    return loader(train_set, args, device, batch_size=args.batch_size, sampler=order)
+    order = epoch_order(len(train_set), args.batch_size * args.grad_accum, seed, skip,
+                        steps_per_epoch)
+    batches = loader(train_set, args, device, batch_size=args.batch_size, sampler=order)
+    if unlabeled_set is None:
+        return ((x, y, None) for x, y, _ in batches)
+    unlabeled_set.set_epoch(epoch)
+    order = epoch_order(len(unlabeled_set), args.unlabeled_batch_size * args.grad_accum,
+                        10**9 + seed, skip, steps_per_epoch)
+    unlabeled = loader(unlabeled_set, args, device, batch_size=args.unlabeled_batch_size,
+                       sampler=order)
+    return ((x, y, x_unlabeled) for (x, y, _), (x_unlabeled, _, _) in zip(batches, unlabeled))
+
+
+def epoch_order(n, per_step, seed, skip, steps):
+    """This process's share of an epoch's clips for optimizer steps skip..steps: permutations of
+    range(n) drawn one after another from a generator seeded by `seed` (more than one when an
+    epoch needs more than a pass), every world-th index of them."""
+    rank, world = runtime.rank_and_world()
+    g = torch.Generator().manual_seed(seed)
+    need = steps * per_step * world
+    order = torch.cat([torch.randperm(n, generator=g) for _ in range(-(-need // n))])
+    return order[rank::world][skip * per_step:steps * per_step].tolist()
 
 
 if __name__ == "__main__":
