@@ -17,53 +17,31 @@ fails loudly on anything that does not fit.
     fmap = model.forward_features(clip)    # (B, 768, 16, 7, 7), the map the head scores
 
 Any clip of 2k frames and multiples of 32 px runs: the attention window scales with the input
-(8 x 7 x 7 at 32 x 224 x 224; 2 x 3 x 3 at 8 x 96 x 96). Needs only torch (and model.py).
+(8 x 7 x 7 at 32 x 224 x 224; 2 x 3 x 3 at 8 x 96 x 96). Needs only torch: copy it alone.
 """
 import math
 import os
+import pickle
+import zipfile
 from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model import DropPath, Mlp, read_checkpoint, rename_keys
-
 # ---------------------------------------------------------------------------------------------
-# Window geometry (official swin_backbone.py: get_adaptive_window_size, get_window_size,
-# compute_mask, global_position_index)
+# Building blocks. A Swin block pads the (D, H, W) token map to whole windows, rolls it by half a
+# window (every second block), cuts it into windows, attends inside each with a position bias,
+# and undoes the three (SwinBlock.window_attention); a stage builds its geometry once.
 
 
-def adapted_window(window, base, frames, height, width):
-    """The window for an input of frames x height x width: the base window (at the base input
-    `base` = (frames, size, size)) scaled by input / base size, rounded down."""
-    return tuple(w * n // b for w, n, b in zip(window, (frames, height, width), base))
-
-
-def stage_window(grid, window, base_window):
-    """(window, shift) on a (D, H, W) map. A map no larger than the window in a dimension gets the
-    whole map as window and no shift there. Upstream shifts by half the BASE window even when the
-    window adapted to a smaller one (e.g. shift 4 with window 2 in time): kept, as the weights
-    were trained with it."""
-    size = tuple(min(w, g) for w, g in zip(window, grid))
-    shift = tuple(0 if g <= w else b // 2 for g, w, b in zip(grid, window, base_window))
-    return size, shift
-
-
-def to_windows(x, window):
-    """(B, D, H, W, C) -> (B, nW, N, C): N = d*h*w tokens per window, windows in row-major
-    order."""
-    B, D, H, W, C = x.shape
-    d, h, w = window
-    x = x.view(B, D // d, d, H // h, h, W // w, w, C).permute(0, 1, 3, 5, 2, 4, 6, 7)
-    return x.reshape(B, -1, d * h * w, C)
-
-
-def from_windows(x, window, grid):
-    """(B, nW, N, C) -> (B, D, H, W, C), the inverse of to_windows."""
-    (d, h, w), (D, H, W) = window, grid
-    x = x.view(x.shape[0], D // d, H // h, W // w, d, h, w, -1).permute(0, 1, 4, 2, 5, 3, 6, 7)
-    return x.reshape(x.shape[0], D, H, W, -1)
+def attention(q, k, v, bias, fused=True):
+    """Attention on (B, heads, N, head_dim) with an additive (.., heads, N, N) bias, scale
+    head_dim ** -0.5. The fused kernel runs; the manual version is the reference (tested equal)."""
+    if fused:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1) + bias  # (B, heads, N, N)
+    return attn.softmax(dim=-1) @ v  # (B, heads, N, head_dim)
 
 
 def relative_position_index(window):
@@ -75,55 +53,6 @@ def relative_position_index(window):
     rel = coords[:, :, None] - coords[:, None, :]  # (3, N, N)
     rel = rel + torch.tensor([d - 1, h - 1, w - 1])[:, None, None]
     return (rel[0] * (2 * h - 1) + rel[1]) * (2 * w - 1) + rel[2]  # (N, N)
-
-
-def shift_mask(padded, window, shift, device=None):
-    """(nW, N, N) additive mask for shifted windows: -100 between tokens of different regions.
-
-    After the cyclic roll the last window in a dimension holds tokens that were not neighbours.
-    Along each dimension of size P upstream labels [0, P-w), [P-w, P-s), [P-s, P), the later
-    label winning where they overlap (s > w); shift 0 is one region. All zeros without shift."""
-    labels = []
-    for P, w, s in zip(padded, window, shift):
-        p = torch.arange(P, device=device)
-        labels.append(torch.where(p >= P - s, 2, torch.where(p >= P - w, 1, 0)) if s > 0
-                      else torch.zeros_like(p))
-    region = labels[0][:, None, None] * 9 + labels[1][None, :, None] * 3 + labels[2]  # (D, H, W)
-    region = to_windows(region[None, ..., None], window)[0, ..., 0]  # (nW, N)
-    return (region[:, :, None] != region[:, None, :]) * -100.0
-
-
-def fragment_gate(padded, window, shift, device=None):
-    """(nW, N, N) gate between the tokens of each window: the L1 distance of their fragment cells.
-
-    The map is cut into a grid of h x w fragment cells (the window's spatial size: 7 x 7 at 224
-    px, one per 32 px fragment of the input), each token taking its cell by nearest neighbour,
-    rolled with the shift like the tokens. Upstream's gate is this integer distance; its 0 / 1
-    "same cell or not" form is commented out there."""
-    D, H, W = padded
-    _, h, w = window
-    # nearest neighbour (upstream: F.interpolate) from h cells onto H rows; exact here, as a
-    # FAST-VQA-B map holds 8, 4, 2 or 1 rows per cell
-    cy = (torch.arange(H, device=device) * h // H)[None, :, None].expand(D, H, W)
-    cx = (torch.arange(W, device=device) * w // W)[None, None, :].expand(D, H, W)
-    cells = torch.stack([cy, cx], dim=-1)[None]  # (1, D, H, W, 2)
-    cells = torch.roll(cells, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
-    cells = to_windows(cells, window)[0].float()  # (nW, N, 2)
-    return (cells[:, :, None, 0] - cells[:, None, :, 0]).abs() + \
-        (cells[:, :, None, 1] - cells[:, None, :, 1]).abs()
-
-
-# ---------------------------------------------------------------------------------------------
-# Building blocks
-
-
-def attention(q, k, v, bias, fused=True):
-    """Attention on (B, heads, N, head_dim) with an additive (.., heads, N, N) bias, scale
-    head_dim ** -0.5. The fused kernel runs; the manual version is the reference (tested equal)."""
-    if fused:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-    attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1) + bias  # (B, heads, N, N)
-    return attn.softmax(dim=-1) @ v  # (B, heads, N, head_dim)
 
 
 class WindowAttention3D(nn.Module):
@@ -180,6 +109,48 @@ class WindowAttention3D(nn.Module):
         return self.proj(x)
 
 
+def to_windows(x, window):
+    """(B, D, H, W, C) -> (B, nW, N, C): N = d*h*w tokens per window, windows in row-major
+    order (upstream: window_partition)."""
+    B, D, H, W, C = x.shape
+    d, h, w = window
+    x = x.view(B, D // d, d, H // h, h, W // w, w, C).permute(0, 1, 3, 5, 2, 4, 6, 7)
+    return x.reshape(B, -1, d * h * w, C)
+
+
+def from_windows(x, window, grid):
+    """(B, nW, N, C) -> (B, D, H, W, C), the inverse of to_windows."""
+    (d, h, w), (D, H, W) = window, grid
+    x = x.view(x.shape[0], D // d, H // h, W // w, d, h, w, -1).permute(0, 1, 4, 2, 5, 3, 6, 7)
+    return x.reshape(x.shape[0], D, H, W, -1)
+
+
+class DropPath(nn.Module):  # twin of model.DropPath: fastvqa.py copies alone
+    """Stochastic depth: drop the whole residual branch for a random subset of samples."""
+
+    def __init__(self, p=0.0):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+
+
+class Mlp(nn.Module):  # twin of model.Mlp (exact GELU only): fastvqa.py copies alone
+    """fc1, GELU, fc2, with the exact GELU FAST-VQA was trained with."""
+
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
 class SwinBlock(nn.Module):
     """Pre-norm block: windowed attention (shifted in every second block), then an MLP."""
 
@@ -188,7 +159,7 @@ class SwinBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = WindowAttention3D(dim, num_heads, window, frag_bias, fused)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), approximate="none")  # exact GELU, as upstream
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def window_attention(self, x, window, shift, gate, mask):
@@ -222,6 +193,54 @@ class PatchMerging(nn.Module):
         return self.reduction(self.norm(x))
 
 
+def stage_window(grid, window, base_window):
+    """(window, shift) on a (D, H, W) map. A map no larger than the window in a dimension gets the
+    whole map as window and no shift there (upstream: get_window_size). Upstream shifts by half
+    the BASE window even when the window adapted to a smaller one (e.g. shift 4 with window 2 in
+    time): kept, as the weights were trained with it."""
+    size = tuple(min(w, g) for w, g in zip(window, grid))
+    shift = tuple(0 if g <= w else b // 2 for g, w, b in zip(grid, window, base_window))
+    return size, shift
+
+
+def shift_mask(padded, window, shift, device=None):
+    """(nW, N, N) additive mask for shifted windows: -100 between tokens of different regions
+    (upstream: compute_mask).
+
+    After the cyclic roll the last window in a dimension holds tokens that were not neighbours.
+    Along each dimension of size P upstream labels [0, P-w), [P-w, P-s), [P-s, P), the later
+    label winning where they overlap (s > w); shift 0 is one region. All zeros without shift."""
+    labels = []
+    for P, w, s in zip(padded, window, shift):
+        p = torch.arange(P, device=device)
+        labels.append(torch.where(p >= P - s, 2, torch.where(p >= P - w, 1, 0)) if s > 0
+                      else torch.zeros_like(p))
+    region = labels[0][:, None, None] * 9 + labels[1][None, :, None] * 3 + labels[2]  # (D, H, W)
+    region = to_windows(region[None, ..., None], window)[0, ..., 0]  # (nW, N)
+    return (region[:, :, None] != region[:, None, :]) * -100.0
+
+
+def fragment_gate(padded, window, shift, device=None):
+    """(nW, N, N) gate between the tokens of each window: the L1 distance of their fragment cells
+    (upstream: global_position_index).
+
+    The map is cut into a grid of h x w fragment cells (the window's spatial size: 7 x 7 at 224
+    px, one per 32 px fragment of the input), each token taking its cell by nearest neighbour,
+    rolled with the shift like the tokens. Upstream's gate is this integer distance; its 0 / 1
+    "same cell or not" form is commented out there."""
+    D, H, W = padded
+    _, h, w = window
+    # nearest neighbour (upstream: F.interpolate) from h cells onto H rows; exact here, as a
+    # FAST-VQA-B map holds 8, 4, 2 or 1 rows per cell
+    cy = (torch.arange(H, device=device) * h // H)[None, :, None].expand(D, H, W)
+    cx = (torch.arange(W, device=device) * w // W)[None, None, :].expand(D, H, W)
+    cells = torch.stack([cy, cx], dim=-1)[None]  # (1, D, H, W, 2)
+    cells = torch.roll(cells, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
+    cells = to_windows(cells, window)[0].float()  # (nW, N, 2)
+    return (cells[:, :, None, 0] - cells[:, None, :, 0]).abs() + \
+        (cells[:, :, None, 1] - cells[:, None, :, 1]).abs()
+
+
 class Stage(nn.Module):
     """Blocks at one resolution (upstream's BasicLayer), then patch merging. The window geometry,
     the shift mask and the fragment gate depend only on the map size: built once per forward."""
@@ -248,6 +267,13 @@ class Stage(nn.Module):
         for i, blk in enumerate(self.blocks):
             x = blk(x, window, shifts[i % 2], gates[i % 2], masks[i % 2])
         return self.downsample(x)
+
+
+def adapted_window(window, base, frames, height, width):
+    """The window for an input of frames x height x width: the base window (at the base input
+    `base` = (frames, size, size)) scaled by input / base size, rounded down (upstream:
+    get_adaptive_window_size)."""
+    return tuple(w * n // b for w, n, b in zip(window, (frames, height, width), base))
 
 
 class VideoSwin(nn.Module):
@@ -457,6 +483,41 @@ RENAMES = (  # file prefix -> this model's; after "module." is stripped
     ("backbone.", "fragments_backbone."),  # Kinetics-400 Video Swin-T (mmaction), the init
 )
 DROPPED = ("aesthetic_backbone.", "aesthetic_head.", "cls_head.")  # DOVER's other branch; K400
+
+
+def read_checkpoint(path, trust=False):  # twin of model.read_checkpoint: fastvqa.py copies alone
+    """torch.load on the CPU, tensors only unless trust=True (full unpickling runs code from the
+    file)."""
+    try:
+        with open(path, "rb") as f:
+            first = f.read(1)
+        # torch.save writes a zip (legacy: a pickle)
+        if not zipfile.is_zipfile(path) and first != b"\x80":
+            raise ValueError(f"{path}: not a torch checkpoint (neither a zip archive nor a pickle)")
+        return torch.load(path, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"{path}: holds objects other than tensors (e.g. arguments or optimizer "
+                         f"state saved by DeepSpeed), so the safe weights_only load refused it. If "
+                         f"you trust the file, pass trust=True (train.py / predict.py: "
+                         f"--trust-ckpt).\n{e}") from None
+    except (OSError, RuntimeError, EOFError) as e:
+        raise ValueError(f"{path}: cannot be read as a torch checkpoint ({e})") from None
+
+
+def rename_keys(sd, rename, dropped_prefixes):  # twin of model.rename_keys: fastvqa.py copies alone
+    """(state dict with every key renamed by rename(key), list of dropped keys): a name that
+    starts with one of dropped_prefixes, or a value that is not a tensor, is dropped; two keys
+    that become one name are an error (never one silently taken over the other)."""
+    out, dropped, origin = {}, [], {}
+    for key, value in sd.items():
+        name = rename(key)
+        if name.startswith(dropped_prefixes) or not torch.is_tensor(value):
+            dropped.append(key)
+        elif name in out:
+            raise ValueError(f"the file holds {origin[name]!r} and {key!r}: both are {name!r}")
+        else:
+            out[name], origin[name] = value, key
+    return out, dropped
 
 
 def unwrap(ckpt):

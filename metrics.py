@@ -26,6 +26,11 @@ paper if matplotlib is installed (optional).
 
     b = baseline_metrics(train_items, test_items)   # evaluate() dict plus "keys", or None
     within_source_srcc(pred, mos, [it["source"] for it in test_items])  # srcc, min, max, n_sources
+
+The NTIRE KVQ challenges rank entries by kvq_score: raw PLCC and SRCC plus the accuracy on pairs
+of videos whose order the organisers annotated.
+
+    kvq_score(pred, truth, pairs)   # {filename: score} x 2, the pairs: score, srcc, plcc, acc_...
 """
 import os
 import warnings
@@ -158,6 +163,36 @@ def within_source_srcc(pred, mos, sources):
         return dict(srcc=np.nan, min=np.nan, max=np.nan, n_sources=0)
     return dict(srcc=float(np.mean(per_source)), min=float(np.min(per_source)),
                 max=float(np.max(per_source)), n_sources=len(per_source))
+
+
+def kvq_score(pred, truth, pairs):
+    """The NTIRE KVQ challenges' score (their metric_score.py; docs/reference.md, section 9):
+    0.45 SRCC + 0.45 PLCC + 0.05 acc_nonsource + 0.05 acc_source.
+
+    pred and truth: {filename: score}; SRCC and PLCC (raw: no logistic) over truth's videos.
+    pairs: {"source": [(name1, name2, better)], "nonsource": [...]}, better 1 or 2; a pair counts as
+    predicted right when the prediction says the same, and it says 1 when score1 >= score2.
+    Returns dict(score, srcc, plcc, acc_source, acc_nonsource). A video of truth or of a pair
+    without a prediction is an error that names it.
+    """
+    named = [n for kind in ("source", "nonsource") for p in pairs[kind] for n in p[:2]]
+    missing = [n for n in dict.fromkeys([*truth, *named]) if n not in pred]
+    if missing:
+        raise ValueError(f"{len(missing)} videos have no prediction, e.g. {missing[:3]}; "
+                         f"predictions are for e.g. {list(pred)[:3]}")
+    names = list(truth)
+    p, t = _check([pred[n] for n in names], [truth[n] for n in names])
+    acc = {}
+    for kind in ("source", "nonsource"):
+        if not pairs[kind]:
+            raise ValueError(f"no {kind} pairs: the accuracy would be 0 / 0")
+        right = [(1 if pred[a] >= pred[b] else 2) == int(better) for a, b, better in pairs[kind]]
+        acc[kind] = float(np.mean(right))
+    srcc, plcc = stats.spearmanr(p, t).statistic, stats.pearsonr(p, t).statistic
+    return dict(score=float(0.45 * srcc + 0.45 * plcc + 0.05 * acc["nonsource"]
+                            + 0.05 * acc["source"]),
+                srcc=float(srcc), plcc=float(plcc), acc_source=acc["source"],
+                acc_nonsource=acc["nonsource"])
 
 
 # The encoding settings of an item: the columns datasets.waterloo4k_index and the toy set write

@@ -4,6 +4,11 @@
     python predict.py --ckpt out/best.pt --csv list.csv          # a CSV with a `path` column
     python predict.py --ckpt InternVQA_1b.pth --frames 8 clip.mp4  # an official regressor file
     python predict.py --ckpt FAST_VQA_B_1_4.pth video.mp4        # an official FAST-VQA file
+    python predict.py --ckpt out/best.pt --which teacher --csv unrated.csv --as-labels \
+        > pseudo.csv                      # pseudo-labels: train.py --data csv --labels pseudo.csv
+    python predict.py --ckpt mp_rank_00_model_states.pt video.mp4  # the authors' KVQ weight
+    python predict.py --ckpt out/best.pt --kvq KVQ/test_split_v4_revise66_compete.txt \
+        > prediction.csv                                         # the NTIRE KVQ submission
 
 The score of a video is the mean over deterministic test clips (evenly spaced; a centre crop, or
 fragments at offsets fixed by a seed: the same video scores the same every time), on the scale of
@@ -13,6 +18,10 @@ the raw model output unless --label-range is given). An official FAST-VQA file p
 of it to 0..1. A video that cannot be read gets an `error:` line on stderr naming it; the others
 are still scored, and the exit status is 1 at the end. Reads every file video.read_clip reads
 (any ffmpeg container, raw .yuv).
+The authors' KVQ weight (an official-layout file with tubelet 2) scores with their KVQ test clip
+(KVQ: 8 frames at stride 8 from the first frame, one centre crop; --geometry kvq for any model)
+on KVQ's 1..5 scale. --kvq writes the challenge's prediction.csv: `filename,score`, one row per
+line of the split file, in its order, the filename as the file spells it.
 The autocast dtype (--dtype; stderr's first line says which ran, and why): not given, on a GPU a
 checkpoint of this project runs in the dtype it was trained with, as its evaluation did, and an
 official file in bf16; on a CPU runtime.cpu_dtype decides (bf16 where this CPU multiplies bf16
@@ -26,10 +35,16 @@ import sys
 import torch
 
 import data
+import datasets
 import runtime
+import video
 from fastvqa import FASTVQA_CONFIGS, OFFICIAL_SCORE_STATS, FastVQA, official_quality
 
 AUTHORS = dict(frames=8, size=224, stride=4, clips=4, fragments=0, resize=True)  # their test clips
+# The authors' KVQ test as their run_KVQ_test.py runs it (docs/reference.md, section 9): frames 0,
+# 8, ..., 56, short side resized to 224, one centre crop; their outputs are on the label / 5 scale.
+KVQ = dict(frames=8, size=224, stride=8, clips=1, fragments=0, resize=True, from_start=True)
+KVQ_LABELS = (0.0, 5.0)
 # FAST-VQA's own test clips (options/fast/fast-b.yml, fast-m.yml): 4 clips of native 32 px fragments
 FASTVQA_TEST = {"b": dict(frames=32, size=224, stride=2, clips=4, fragments=7, resize=False),
                 "m": dict(frames=16, size=128, stride=2, clips=4, fragments=4, resize=False)}
@@ -38,8 +53,9 @@ FASTVQA_TEST = {"b": dict(frames=32, size=224, stride=2, clips=4, fragments=7, r
 def load_model(path, which, args):
     """(model, label range, clip geometry, autocast dtype on a GPU, official FAST-VQA model name
     or None) of this project's checkpoint (the clips and dtype it was evaluated with), of an
-    official InternVideo2 regressor file (the authors' test clips, bf16) or of an official
-    FAST-VQA file (its own test clips), through the loading path train.py uses."""
+    official InternVideo2 regressor file (the authors' test clips, bf16; their KVQ weight: their
+    KVQ clip and 1..5 scale) or of an official FAST-VQA file (its own test clips), through the
+    loading path train.py uses."""
     shape = {k: v for k, v in (("num_frames", args.frames), ("img_size", args.size)) if v}
     try:
         model, ckpt, report = runtime.read_model(path, which, args.trust_ckpt, args.ckpt_frames,
@@ -63,6 +79,10 @@ def load_model(path, which, args):
                  f"of another shape): it is a backbone, not a quality model")
     elif fast:
         official = args.fastvqa_scale or ("FAST-VQA-M" if size == "m" else "FAST-VQA")
+    elif model.cfg.tubelet_size == 2:  # the authors' KVQ weight: no official file has tubelet 2
+        geometry, label_range = dict(KVQ), KVQ_LABELS
+    if args.geometry == "kvq":
+        geometry = dict(KVQ)
     geometry.update({k: v for k, v in (("frames", args.frames), ("size", args.size)) if v})
     if fast and args.size:  # FAST-VQA's fragments are 32 px
         geometry["fragments"] = args.size // 32
@@ -85,6 +105,17 @@ def main():
     p.add_argument("--ckpt", required=True, help="out/best.pt, an official InternVideo2 "
                    "regressor file or an official FAST-VQA file (FAST_VQA_B_1_4.pth, ...)")
     p.add_argument("--csv", help="a CSV list with a `path` column (relative to the CSV's folder)")
+    p.add_argument("--as-labels", action="store_true", help="write a label list that train.py "
+                   "--data csv reads: path,mos,source (the score on the checkpoint's label scale; "
+                   "a --csv list's sources kept, else the file name), pseudo-labels for training")
+    p.add_argument("--kvq", metavar="SPLIT_FILE", help="write the KVQ challenge's prediction.csv "
+                   "for this split file (e.g. test_split_v4_revise66_compete.txt): filename,score "
+                   "in its order, the score on the model's label scale (KVQ's 1..5)")
+    p.add_argument("--data-root", help="--kvq: the folder its filenames are relative to (not "
+                   "given: the split file's)")
+    p.add_argument("--geometry", choices=["kvq"], help="kvq: the authors' KVQ test clip (8 frames "
+                   "at stride 8 from the first frame, one centre crop; the default for their "
+                   "weight) (not given: the checkpoint's own)")
     p.add_argument("--which", default="student", choices=["student", "teacher"],
                    help="model of a checkpoint")
     p.add_argument("--frames", type=int, help="override the clip length")
@@ -115,15 +146,27 @@ def main():
     dtype = runtime.DTYPES[name]
     geo.update({k: v for k, v in (("stride", args.stride), ("clips", args.clips)) if v})
     model.to(device).eval()
-    paths = list(args.videos)
+    paths, sources = list(args.videos), {}
     if args.csv:  # only a `path` column is needed; missing files get their error line below
         with open(args.csv, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's BOM
             rows = list(csv.DictReader(f))
         if rows and "path" not in rows[0]:
             sys.exit(f"{args.csv}: no `path` column (header: {', '.join(rows[0])})")
-        paths += [os.path.join(os.path.dirname(os.path.abspath(args.csv)), r["path"]) for r in rows]
+        folder = os.path.dirname(os.path.abspath(args.csv))
+        paths += [os.path.join(folder, r["path"]) for r in rows]
+        sources = {os.path.join(folder, r["path"]): r.get("source") for r in rows}
+    names = {}  # --kvq: path -> the filename as the split file spells it
+    if args.kvq:
+        if paths:
+            p.error("--kvq writes the challenge's file of its split: no other videos")
+        try:
+            items = datasets.read_kvq_split(args.kvq, args.data_root, labels=False)
+        except (OSError, ValueError) as e:
+            sys.exit(f"error: {e}")
+        names = {it["path"]: it["name"] for it in items}
+        paths = list(names)
     if not paths:
-        p.error("no videos: pass files or --csv")
+        p.error("no videos: pass files, --csv or --kvq")
 
     failed = 0
     if official:  # its raw scores have no scale (docs/reference.md, section 7)
@@ -131,27 +174,51 @@ def main():
         print(f"{official}: raw = the network's score (no fixed scale); quality_0_1 = the official "
               f"vqa.py mapping, sigmoid((raw {'-' if mean > 0 else '+'} {abs(mean):g}) / {std:g})",
               file=sys.stderr)
-    print("path,raw,quality_0_1" if official else "path,score")
+    if args.as_labels and (official or args.kvq):
+        p.error("--as-labels writes scores on a label scale: an official FAST-VQA file has none, "
+                "and --kvq writes the challenge's file")
+    labels = csv.writer(sys.stdout, lineterminator="\n") if args.as_labels else None
+    print("path,mos,source" if labels else ("filename" if args.kvq else "path") +
+          (",raw,quality_0_1" if official else ",score"))
     for path in paths:
         try:
-            item = dict(path=path, mos=0.0, source=path)
-            ds = data.VideoDataset([item], train=False, frames=geo["frames"], size=geo["size"],
-                                   stride=geo["stride"], clips=geo["clips"],
-                                   fragments=geo["fragments"], resize=geo["resize"],
-                                   label_range=(lo, hi))
-            clips = data.normalise(ds[0][0].to(device))  # (clips, 3, T, S, S)
+            clips = data.normalise(video_clips(path, geo).to(device))  # (clips, 3, T, S, S)
             with torch.no_grad(), torch.autocast(device.type, dtype, enabled=dtype is not None):
                 score = model(clips).float().mean().item()
-            if official:
-                print(f"{path},{score:.9g},{official_quality(score, official):.9g}", flush=True)
+            name = names.get(path, path)
+            if labels:  # absolute paths: the list reads the same from any folder
+                stem = os.path.splitext(os.path.basename(path))[0]
+                labels.writerow([os.path.abspath(path), f"{lo + (hi - lo) * score:.9g}",
+                                 sources.get(path) or stem])
+                sys.stdout.flush()
+            elif official:
+                print(f"{name},{score:.9g},{official_quality(score, official):.9g}", flush=True)
             else:
-                print(f"{path},{lo + (hi - lo) * score:.9g}", flush=True)
+                print(f"{name},{lo + (hi - lo) * score:.9g}", flush=True)
         except (OSError, ValueError, RuntimeError) as e:
             failed += 1
             print(f"error: {path}: {e}", file=sys.stderr, flush=True)
     if failed:
         print(f"{failed} of {len(paths)} videos could not be scored", file=sys.stderr)
     sys.exit(1 if failed else 0)
+
+
+def video_clips(path, geo):
+    """uint8 (clips, 3, T, S, S) of a video at the geometry `geo`: VideoDataset's test clips, or
+    with from_start the authors' KVQ clip (their kvq_datasets.py at test): frames 0, stride, 2
+    stride, ... within the first frames x stride, the last one repeated in a shorter video; the
+    short side resized, one centre crop."""
+    if not geo.get("from_start"):
+        ds = data.VideoDataset([dict(path=path, mos=0.0, source=path)], train=False,
+                               frames=geo["frames"], size=geo["size"], stride=geo["stride"],
+                               clips=geo["clips"], fragments=geo["fragments"],
+                               resize=geo["resize"])
+        return ds[0][0]
+    info = video.probe(path)
+    index = list(range(0, min(geo["frames"] * geo["stride"], info["frames"]), geo["stride"]))
+    index += index[-1:] * (geo["frames"] - len(index))
+    frames = video.read_clip(path, index, info=info, short_side=geo["size"])
+    return data.to_tensor(data.crop_clip(frames, geo["size"]))[None]
 
 
 if __name__ == "__main__":

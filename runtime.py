@@ -509,6 +509,32 @@ def read_model(path, which="student", trust=False, frames=None, **shape):
     return model, ckpt, report
 
 
+def file_tubelet(path, which="student", trust=False, frames=None):
+    """Frames per patch of the ViT in a file: its saved config, else its patch kernel (D, 3,
+    tubelet, p, p) (the authors' KVQ weight: 2; every other official file: 1). Read memory-mapped
+    where the file allows, so a large file is not read twice. A clip of `frames` that the tubelet
+    does not divide is a SystemExit naming the file."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=not trust, mmap=True)
+    except Exception:  # a legacy (non-zip) file cannot be mapped; read_checkpoint says what's wrong
+        try:
+            ckpt = read_checkpoint(path, trust)
+        except ValueError as e:
+            raise SystemExit(f"{which}: {e}") from None
+    if is_ours(ckpt):
+        tubelet = (ckpt.get(f"{which}_config") or {}).get("tubelet_size", 1)
+    else:
+        try:
+            kernel = remap_state_dict(ckpt)[0].get("patch_embed.proj.weight")
+        except ValueError:
+            kernel = None  # not a state dict: load_weights says so
+        tubelet = kernel.shape[2] if torch.is_tensor(kernel) and kernel.ndim == 5 else 1
+    if frames and frames % tubelet:
+        raise SystemExit(f"{which}: {path} has a tubelet of {tubelet} frames: --frames {frames} "
+                         f"is not a multiple of it")
+    return tubelet
+
+
 def config_of(sd, **overrides):
     """The named size (CONFIGS) whose width and depth match an official state dict, with the
     tubelet of its patch kernel (the authors' KVQ weight: 2) and `overrides`."""

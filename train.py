@@ -234,22 +234,21 @@ def build_models(args, start_score, with_unlabeled=False):
     teacher_alone = args.student == "none"
     if args.teacher != "none" and teacher_runs(args.w_teacher, args.w_align, not teacher_alone,
                                                args.w_unlabeled * with_unlabeled):
-        teacher = vit(args, args.teacher, args.init_values, 0.0, bool(args.teacher_ckpt))
+        teacher = vit(args, args.teacher, args.init_values, 0.0, args.teacher_ckpt, "teacher")
         if not args.teacher_ckpt or teacher.SCORE_BIAS in load_file(  # a backbone-only file
                 teacher, args.teacher_ckpt, "teacher", args)["left_at_init"]:
             fresh_heads.append(teacher)
         if not args.teacher_ckpt and not teacher_alone:
-            print0("teacher: NO CHECKPOINT, randomly initialised. Its frozen blocks are random\n"
-                   "  features, so distillation transfers no prior knowledge; it is a regularizer\n"
-                   "  at best. Pass --teacher-ckpt (official InternVideo2) or, on toy data,\n"
-                   "  --pretrain.")
+            print0("teacher: NO CHECKPOINT, randomly initialised. Its frozen blocks are random\n  "
+                   "features: distillation transfers no prior knowledge. Pass --teacher-ckpt\n  "
+                   "(official InternVideo2) or, on toy data, --pretrain.")
         trainable = "all" if teacher_alone and not args.teacher_ckpt else args.teacher_trainable
         freeze_teacher(teacher, "none" if args.w_teacher == 0 and not args.align_to_teacher
                        else trainable)  # no gradient can reach it
     if args.student == "fastvqa":
         student = FastVQA(replace(FASTVQA_CONFIGS["b"], drop_path=args.drop_path))
     elif not teacher_alone:
-        student = vit(args, args.student, args.init_values, args.drop_path, bool(args.student_ckpt))
+        student = vit(args, args.student, args.init_values, args.drop_path, args.student_ckpt)
     if student is not None and (not args.student_ckpt or student.SCORE_BIAS in load_file(
             student, args.student_ckpt, "student", args)["left_at_init"]):
         fresh_heads.append(student)
@@ -265,12 +264,14 @@ def build_models(args, start_score, with_unlabeled=False):
     return teacher, student
 
 
-def vit(args, name, init_values, drop_path, from_file):
-    """A VideoViT at the run's clip geometry; built on the meta device when a file will fill it."""
-    cfg = replace(CONFIGS[name], num_frames=args.frames, img_size=args.size,
+def vit(args, name, init_values, drop_path, path=None, which="student"):
+    """A VideoViT at the run's clip geometry, with the tubelet of the file that will fill it (the
+    authors' KVQ weight: 2) and then built on the meta device."""
+    tubelet = runtime.file_tubelet(path, which, args.trust_ckpt, args.frames) if path else 1
+    cfg = replace(CONFIGS[name], num_frames=args.frames, img_size=args.size, tubelet_size=tubelet,
                   init_values=init_values, drop_path=drop_path, patch_init=args.patch_init,
                   grad_checkpointing=args.grad_checkpointing)
-    with torch.device("meta" if from_file else "cpu"):
+    with torch.device("meta" if path else "cpu"):
         return VideoViT(cfg)
 
 
@@ -298,11 +299,10 @@ def clip_sets(args, train_items, unlabeled_items, test_items, label_range, probe
     test_set = data.VideoDataset(test_items, train=False, clips=args.test_clips, info=probes,
                                  label_range=label_range, **views)
     if args.cache:
-        (a, n_a), (b, n_b) = train_set.cache_cost(), test_set.cache_cost()
-        n_u = unlabeled_set.cache_cost()[1] if unlabeled_set else 0
-        print0(f"cache: {args.cache}, up to {max(a, b) / 1e3:.0f} kB a frame, about "
-               f"{(n_a + n_b + n_u) / 1e9:.1f} GB for the {len(probes)} videos (written on first "
-               f"read)")
+        costs = [s.cache_cost() for s in (train_set, unlabeled_set, test_set) if s is not None]
+        print0(f"cache: {args.cache}, up to {max(c[0] for c in costs) / 1e3:.0f} kB a frame, "
+               f"about {sum(c[1] for c in costs) / 1e9:.1f} GB for the {len(probes)} videos "
+               f"(written on first read)")
     return train_set, unlabeled_set, test_set
 
 

@@ -28,10 +28,10 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from fastvqa import (FASTVQA_CONFIGS, FastVQA, FastVQAConfig, attention, fastvqa_config_of,
-                     flops_per_clip, fragment_gate, is_fastvqa_state, load_fastvqa,
-                     official_quality, relative_position_index, remap_fastvqa, shift_mask,
-                     stage_window)
+from fastvqa import (FASTVQA_CONFIGS, OFFICIAL_SCORE_STATS, FastVQA, FastVQAConfig, attention,
+                     fastvqa_config_of, flops_per_clip, fragment_gate, is_fastvqa_state,
+                     load_fastvqa, official_quality, relative_position_index, remap_fastvqa,
+                     shift_mask, stage_window)
 
 with open(os.path.join(os.path.dirname(__file__), "fixtures", "fastvqa_official.json")) as _f:
     OFFICIAL = json.load(_f)
@@ -220,6 +220,22 @@ def test_official_quality():
     torch.testing.assert_close(official_quality(scores),
                                torch.tensor([official_quality(s) for s in scores.tolist()]))
     assert official_quality(0.023889644, "FAST-VQA-M") == pytest.approx(0.5)
+
+
+def test_official_score_stats_are_those_of_the_official_vqa_py():
+    """(mean, std) of each released model's raw scores, written here by hand from `mean_stds` in
+    vqa.py of the official repository (commit 9f264e4); each model's mean maps to 0.5."""
+    official = {
+        "FasterVQA": (0.14759505, 0.03613452),
+        "FasterVQA-MS": (0.15218826, 0.03230298),
+        "FasterVQA-MT": (0.14699507, 0.036453716),
+        "FAST-VQA": (-0.110198185, 0.04178565),
+        "FAST-VQA-M": (0.023889644, 0.030781006),
+    }
+    assert OFFICIAL_SCORE_STATS == official
+    for name, (mean, std) in official.items():
+        assert official_quality(mean, name) == pytest.approx(0.5)
+        assert official_quality(mean - std, name) == pytest.approx(1 / (1 + math.e))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -78,3 +78,34 @@ def test_compare_runs_the_teacher_stage_first_and_reuses_finished_runs(tmp_path)
     assert not [s for s in second.splitlines() if s.startswith("[")]  # nothing ran again
     assert [s for s in second.splitlines() if s.startswith("|")] == \
         [s for s in first.splitlines() if s.startswith("|")]
+
+
+def test_compare_pseudo_row_trains_on_its_kd_teachers_scores(tmp_path):
+    """The offline label-budget row: N=2 KD runs first; its teacher's scores of the contents left
+    unlabeled (predict.py --as-labels) become their labels in the list the row trains on, beside
+    the 2 kept contents' own labels and the untouched test contents."""
+    import datasets
+
+    out, toy = tmp_path / "compare", str(tmp_path / "data" / "toy")
+    tiny = ["--toy-variant", "tiny", "--teacher", "tiny", "--frames", "2", "--size", "28",
+            "--stride", "1", "--test-clips", "1", "--batch-size", "2", "--workers", "0",
+            "--max-steps", "1", "--pretrain", "0", "--dtype", "fp32"]
+    code, stdout, err = run(["tools/compare.py", "--rows", "N=2 pseudo", "--seeds", "0", "--jobs",
+                             "1", "--out", str(out), "--data-root", toy, "--extra", *tiny],
+                            timeout=300)
+    assert code == 0, stdout[-3000:] + err[-3000:]
+    launched = [s.split("]")[1].split(":")[0].strip() for s in stdout.splitlines()
+                if s.startswith("[")]
+    assert launched == ["N=2_KD-s0", "N=2_pseudo-s0"]
+    items = datasets.load_csv(os.path.join(toy, "toy.csv"))
+    train_items, test_items = datasets.official_split(items, "toy")
+    kept, hidden = datasets.hide_labels(train_items, 2, seed=0)
+    listed = {it["path"]: it for it in datasets.load_csv(out / "N=2_pseudo-s0" / "labels.csv")}
+    assert set(listed) == {it["path"] for it in items}
+    for it in kept + test_items:
+        assert listed[it["path"]]["mos"] == it["mos"] and listed[it["path"]]["split"] == it["split"]
+    pseudo = [listed[it["path"]]["mos"] for it in hidden]
+    assert pseudo != [it["mos"] for it in hidden] and all(0 <= s <= 100 for s in pseudo)
+    assert len(set(pseudo)) > 1  # scored video by video
+    table = (out / "results.md").read_text().splitlines()
+    assert table[2].split("|")[1].strip() == "N=2 pseudo"

@@ -36,9 +36,11 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import argparse
+import collections
 import csv
 import shutil
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -69,6 +71,25 @@ TEACHER_ROWS = {  # name -> (what it shows); read from the small+KD runs
 }
 CROSS = ("teacher", "small", "small+KD", "fastvqa", "fastvqa+KD")  # also on the held-out VVC
 
+# The label budget: the labels of N of the 39 training contents (drawn by --split-seed 0, the same
+# N for every seed), every row the same 194 optimizer steps as the quick start (2 epochs of 97). At
+# N = 39 the rows are small and small+KD (nothing is left unlabeled).
+BUDGETS = (2, 4, 8)
+STEPS = ["--steps-per-epoch", "97"]
+for n in BUDGETS:
+    budget = ["--student", "small", "--labelled-sources", str(n), *STEPS]
+    RUNS.update({
+        f"N={n} alone": ([*budget, *ALONE, "--w-unlabeled", "0"],
+                         f"ViT-S alone on the labels of {n} contents"),
+        f"N={n} KD": ([*budget, "--w-unlabeled", "0"],
+                      f"ViT-S distilled on the {n} labelled contents only"),
+        f"N={n} KD+unlabeled": (budget, f"ViT-S distilled on the {n} labelled contents and the "
+                                        f"other {39 - n} unlabeled (online)"),
+        f"N={n} pseudo": ([*STEPS, "--student", "small", *ALONE],  # + a label list: pseudo_labels
+                          f"ViT-S alone on the {n} contents' labels and the teacher's scores of "
+                          f"the other {39 - n} (offline, N={n} KD's teacher)"),
+    })
+
 
 def common(args):
     """The train.py arguments of every run."""
@@ -87,7 +108,7 @@ def run(args, row, seed, out, *more):
     """train.py with the row's arguments into `out`, logged to out/log.txt; then out/DONE if it
     ended well."""
     cmd = [sys.executable, TRAIN_PY, *common(args), *RUNS[row][0], "--seed", str(seed),
-           "--out", out, *args.extra, *more]
+           "--out", out, *args.extra, *more]  # later options win: a pseudo row's --data csv
     env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // args.jobs)))
     line = f"[{time.strftime('%H:%M:%S')}] {os.path.basename(out)}: {' '.join(cmd[1:])}\n"
     sys.stdout.write(line)  # one write: lines from parallel jobs never interleave
@@ -98,13 +119,51 @@ def run(args, row, seed, out, *more):
     open(os.path.join(out, "DONE"), "w").close()
 
 
+LOCKS = collections.defaultdict(threading.Lock)  # a folder's: one job at a time trains into it
+
+
 def train(args, row, seed):
     """Run, resume (an interrupted run) or reuse (a finished one) a row's training for one seed."""
     out = folder(args, row, seed)
-    if not done(out):
+    with LOCKS[out]:
+        if done(out):
+            return
         os.makedirs(out, exist_ok=True)
         resume = ["--resume"] if os.path.exists(os.path.join(out, "last.pt")) else []
-        run(args, row, seed, out, *resume)
+        labels = pseudo_labels(args, row, seed, out) if row.endswith(" pseudo") else []
+        run(args, row, seed, out, *resume, *labels)
+
+
+def pseudo_labels(args, row, seed, out):
+    """The offline path (E-VQA's): N=n KD's teacher scores the n-budget's unlabeled contents once
+    (predict.py --as-labels); the list of the n contents' labels, those scores and the test
+    contents is train.py's --data csv."""
+    n = int(row.split()[0][2:])
+    teacher_run = folder(args, f"N={n} KD", seed)
+    train(args, f"N={n} KD", seed)
+    items = datasets.load_csv(os.path.join(args.data_root, "toy.csv"))
+    train_items, test_items = datasets.official_split(items, "toy")
+    kept, hidden = datasets.hide_labels(train_items, n, seed=0)  # train.py's --split-seed 0
+    unrated = os.path.join(out, "unrated.csv")
+    write_list(unrated, hidden)
+    with open(unrated.replace("unrated", "pseudo"), "w") as f:
+        subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), "--ckpt",
+                        os.path.join(teacher_run, "last.pt"), "--which", "teacher", "--csv",
+                        unrated, "--as-labels", "--dtype", "fp32"], stdout=f, check=True)
+    scores = {it["path"]: it["mos"] for it in datasets.load_csv(unrated.replace("unrated",
+                                                                                "pseudo"))}
+    labels = os.path.join(out, "labels.csv")
+    write_list(labels, kept + [dict(it, mos=scores[it["path"]]) for it in hidden] + test_items)
+    return ["--profile", "quick", "--data", "csv", "--labels", labels, "--label-range", "0", "100"]
+
+
+def write_list(path, items):
+    """A CSV list of items (absolute paths) that datasets.load_csv reads back."""
+    keys = ["path", "mos", "source", "split", "codec", "level"]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, keys, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(items)
 
 
 def cross_codec(args, row, seed):
@@ -184,7 +243,8 @@ def main():
     # One queue: small+KD first (each builds its seed's teacher stage), then the rows without a
     # teacher, then the other distilled rows, which by then find their seed's stage built; the slow
     # ViT-B rows first within each group.
-    group = lambda r: 0 if r == "small+KD" else 1 if r in ("small", "base", "fastvqa") else 2
+    group = lambda r: 0 if r == "small+KD" else 1 if r in ("small", "base", "fastvqa") else \
+        3 if r.endswith(" pseudo") else 2  # a pseudo row needs its KD row's teacher
     jobs = sorted(((r, s) for r in runs for s in seeds),
                   key=lambda job: (group(job[0]), "base" not in job[0]))
     cross = [("small+KD" if r == "teacher" else r, s) for r in cross_rows for s in seeds]
