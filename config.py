@@ -52,6 +52,9 @@ RESUME_SAME = ("student", "teacher", "teacher_ckpt", "student_ckpt", "data", "da
                "seed", "w_teacher", "w_student", "w_align", "teacher_trainable",
                "align_to_teacher", "pretrain", "label_range", "ckpt_frames", "unlabeled",
                "unlabeled_batch_size", "w_unlabeled", "labelled_sources", "steps_per_epoch")
+# Settings added since checkpoints were first saved: their value in a checkpoint saved without them.
+RESUME_ADDED = dict(unlabeled=None, unlabeled_batch_size=None, w_unlabeled=1.0,
+                    labelled_sources=None, steps_per_epoch=None)
 
 
 class Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -110,7 +113,8 @@ def get_args_parser():
     add("--align-to-teacher", action="store_true",
         help="let the alignment gradient reach the teacher (the authors' code)")
     add("--w-unlabeled", type=float, default=1.0, help="weight of the unlabeled videos' term: "
-        "L2(student score, teacher score) + SmoothL1 alignment (0: unlabeled videos unused)")
+        "the paper's loss with the teacher's score as the MOS, w_student x L2(student score, "
+        "teacher score) + w_align x SmoothL1 alignment (0: unlabeled videos unused)")
     # data
     add("--data", default="toy", choices=["toy", "csv", "bvihd", "waterloo4k", "kvq"],
         help="kvq: the NTIRE challenges' set, its split files in --data-root (README, KVQ)")
@@ -229,7 +233,6 @@ def parse_args(argv=None):
     for k in ("unlabeled_batch_size", "labelled_sources", "steps_per_epoch"):
         if getattr(args, k) is not None and getattr(args, k) < 1:
             error(f"--{k.replace('_', '-')} must be at least 1, got {getattr(args, k)}")
-    args.unlabeled_batch_size = args.unlabeled_batch_size or args.batch_size
     vits = [n for n in (args.student, args.teacher) if n in CONFIGS]
     if vits and args.size % CONFIGS[vits[0]].patch_size:
         error(f"--size {args.size} is not a multiple of the ViT patch size "

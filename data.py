@@ -271,7 +271,8 @@ class VideoDataset(torch.utils.data.Dataset):
     its own cell), always native: resize is ignored. Test clips are deterministic: evenly spaced
     clips, centre crop or fragments from eval_rng(clip number). Training draws from a numpy
     Generator seeded per item with (seed, epoch, index): the same crops whatever the number of
-    workers or the order, so a resumed run repeats them exactly; call set_epoch(e) every epoch.
+    workers or the order, so a resumed run repeats them exactly; call set_epoch(e) every epoch
+    (an index k n + i is item i with draws of its own: a video visited twice in an epoch).
     check=True probes every file up front (check_videos) instead of on first use; info: the probes
     already made ({path: probe dict}, e.g. by one process for all).
     cache=DIR: each video is decoded once at the resized geometry into DIR (cached_frames) and read
@@ -358,7 +359,7 @@ class VideoDataset(torch.utils.data.Dataset):
         return out[0] if self.train else torch.stack(out)
 
     def __getitem__(self, index):
-        item = self.items[index]
+        item = self.items[index % len(self.items)]  # index n + i: item i's next visit, other crops
         path, yuv = item["path"], yuv_args(item)
         if self.cache:  # every frame, memory-mapped: reading a clip copies just its frames
             video = cached_frames(path, self.cache, self.size, self.info.get(path), **yuv)

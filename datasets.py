@@ -7,8 +7,11 @@ kvq_index() for KVQ (the NTIRE short-form video challenges' set, on which the au
 weight was trained), with read_rank_pairs() for the challenge's score (section 9).
 label_range() gives the scale that training maps to [0, 1]. official_split() holds out the
 authors' fixed test contents, split_by_source() a seeded random share of the contents:
-synthetic-distortion sets are split by source, never by video. Every problem in a label file is
-an error naming file and line.
+synthetic-distortion sets are split by source, never by video. Videos nobody rated:
+load_unlabeled() (a list; mos NaN; test videos and sources refused) and hide_labels() (a label
+budget of N contents). read_split() and split_unlabeled() take train.py's options (--data,
+--split, --unlabeled, --labelled-sources...). Every problem in a label file is an error naming
+file and line.
 
     items = load_csv("data/list.csv")            # header path,mos[,source,...]
     train_items, test_items = split_by_source(items, test_fraction=0.25, seed=0)

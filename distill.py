@@ -7,10 +7,10 @@ Distilling Large Foundation Model" (arXiv 2502.19026):
               + SmoothL1(LN(student feature), LN(teacher feature))      (beta 2.0)
 
 On videos nobody rated (an addition to the paper, as the field distils in practice: E-VQA at NTIRE
-2025, SSL-VQA) the same formula holds with the teacher's score in place of the MOS and no
-teacher term, weighed by w_unlabeled:
+2025, SSL-VQA) the same formula holds, with its weights, the teacher's score in place of the MOS
+and no teacher term, the whole weighed by w_unlabeled:
 
-    L_unlabeled = L2(student score, teacher score) + SmoothL1(LN(student f.), LN(teacher f.))
+    L_unlabeled = w_student L2(student score, teacher score) + w_align SmoothL1(LN(f_s), LN(f_t))
 
 The teacher (InternVideo2-1B) keeps its last block and quality head trainable; its other 39
 blocks are frozen and run without gradients, so they cost forward time and no activation
@@ -93,8 +93,9 @@ def teacher_features(teacher, x):
 
 def teacher_runs(w_teacher, w_align, with_student=True, w_unlabeled=0.0):
     """Whether the teacher runs at all: its own L2 term is on, or the alignment with a student, or
-    its scores are a student's targets on unlabeled videos. The one place that decides it
-    (train.py builds no teacher otherwise; the stage trains none)."""
+    its scores are a student's targets on unlabeled videos (w_unlabeled, when there are any). The
+    rule train.py and the teacher stage follow to build a teacher; a Distiller runs it on the
+    labelled clips by the first two and on unlabeled clips whenever they are passed."""
     return w_teacher != 0 or (with_student and (w_align != 0 or w_unlabeled != 0))
 
 

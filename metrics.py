@@ -180,8 +180,12 @@ def kvq_score(pred, truth, pairs):
     if missing:
         raise ValueError(f"{len(missing)} videos have no prediction, e.g. {missing[:3]}; "
                          f"predictions are for e.g. {list(pred)[:3]}")
+    bad = [n for n in dict.fromkeys([*truth, *named]) if not np.isfinite(pred[n])]
+    if bad or len(truth) < 2:
+        raise ValueError(f"{len(bad)} predictions are not finite, e.g. {bad[:3]}" if bad else
+                         f"SRCC and PLCC need 2 videos or more, got {len(truth)}")
     names = list(truth)
-    p, t = _check([pred[n] for n in names], [truth[n] for n in names])
+    p, t = _as_1d([pred[n] for n in names], "pred"), _as_1d([truth[n] for n in names], "truth")
     acc = {}
     for kind in ("source", "nonsource"):
         if not pairs[kind]:

@@ -5,7 +5,7 @@
     python predict.py --ckpt InternVQA_1b.pth --frames 8 clip.mp4  # an official regressor file
     python predict.py --ckpt FAST_VQA_B_1_4.pth video.mp4        # an official FAST-VQA file
     python predict.py --ckpt out/best.pt --which teacher --csv unrated.csv --as-labels \
-        > pseudo.csv                      # pseudo-labels: train.py --data csv --labels pseudo.csv
+        > pseudo.csv      # pseudo-labels: train.py --data csv --labels pseudo.csv --test-labels T
     python predict.py --ckpt mp_rank_00_model_states.pt video.mp4  # the authors' KVQ weight
     python predict.py --ckpt out/best.pt --kvq KVQ/test_split_v4_revise66_compete.txt \
         > prediction.csv                                         # the NTIRE KVQ submission
@@ -106,8 +106,9 @@ def main():
                    "regressor file or an official FAST-VQA file (FAST_VQA_B_1_4.pth, ...)")
     p.add_argument("--csv", help="a CSV list with a `path` column (relative to the CSV's folder)")
     p.add_argument("--as-labels", action="store_true", help="write a label list that train.py "
-                   "--data csv reads: path,mos,source (the score on the checkpoint's label scale; "
-                   "a --csv list's sources kept, else the file name), pseudo-labels for training")
+                   "--data csv reads: path,mos,source,split (the score on the checkpoint's label "
+                   "scale; a --csv list's source and split kept, else the file name and train): "
+                   "pseudo-labels for training")
     p.add_argument("--kvq", metavar="SPLIT_FILE", help="write the KVQ challenge's prediction.csv "
                    "for this split file (e.g. test_split_v4_revise66_compete.txt): filename,score "
                    "in its order, the score on the model's label scale (KVQ's 1..5)")
@@ -154,7 +155,7 @@ def main():
             sys.exit(f"{args.csv}: no `path` column (header: {', '.join(rows[0])})")
         folder = os.path.dirname(os.path.abspath(args.csv))
         paths += [os.path.join(folder, r["path"]) for r in rows]
-        sources = {os.path.join(folder, r["path"]): r.get("source") for r in rows}
+        sources = {os.path.join(folder, r["path"]): r for r in rows}  # --as-labels keeps them
     names = {}  # --kvq: path -> the filename as the split file spells it
     if args.kvq:
         if paths:
@@ -178,7 +179,7 @@ def main():
         p.error("--as-labels writes scores on a label scale: an official FAST-VQA file has none, "
                 "and --kvq writes the challenge's file")
     labels = csv.writer(sys.stdout, lineterminator="\n") if args.as_labels else None
-    print("path,mos,source" if labels else ("filename" if args.kvq else "path") +
+    print("path,mos,source,split" if labels else ("filename" if args.kvq else "path") +
           (",raw,quality_0_1" if official else ",score"))
     for path in paths:
         try:
@@ -187,9 +188,9 @@ def main():
                 score = model(clips).float().mean().item()
             name = names.get(path, path)
             if labels:  # absolute paths: the list reads the same from any folder
-                stem = os.path.splitext(os.path.basename(path))[0]
+                row, stem = sources.get(path, {}), os.path.splitext(os.path.basename(path))[0]
                 labels.writerow([os.path.abspath(path), f"{lo + (hi - lo) * score:.9g}",
-                                 sources.get(path) or stem])
+                                 row.get("source") or stem, row.get("split") or "train"])
                 sys.stdout.flush()
             elif official:
                 print(f"{name},{score:.9g},{official_quality(score, official):.9g}", flush=True)

@@ -256,7 +256,7 @@ class Meter:
 
 
 def model_size(model, fastvqa_clip=(32, 224)):
-    """'22.3M params (2.5M trainable), 3.3 GFLOPs/clip (1.6 G as fvcore counts)': a model's size
+    """'22.3M params (2.5M trainable), 3.3 GFLOPs/clip (1.6 G as fvcore counts: ...)': its size
     and the FLOPs of one clip at its geometry (FAST-VQA: at fastvqa_clip's frames and size),
     counted both ways: a multiply-add is 2 FLOPs here, 1 in fvcore (NTIRE's cap of 120 G)."""
     n_train = sum(q.numel() for q in model.parameters() if q.requires_grad)
@@ -370,16 +370,17 @@ class Checkpoints:
             dist.barrier()  # nobody exits (or reads it) before rank 0 has written it
         return True
 
-    def resume(self, args, same):
+    def resume(self, args, same, added=None):
         """The loop state of OUT/last.pt, after loading everything it holds; a SystemExit naming
         what differs when it was saved with other values of the settings `same`, another number of
         processes, or other tensors than this run saves (a mistyped flag never starts a new run
-        silently from an old one's weights)."""
+        silently from an old one's weights). added: {setting: its value in a checkpoint saved
+        before the setting existed}."""
         path = os.path.join(self.out, "last.pt")
         if not os.path.exists(path):
             raise SystemExit(f"--resume: {path} does not exist")
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        saved, world = ckpt["config"], self.meta["world"]
+        saved, world = {**(added or {}), **ckpt["config"]}, self.meta["world"]
         changed = [f"--{k.replace('_', '-')} {saved.get(k)} -> {getattr(args, k)}" for k in same
                    if saved.get(k) != getattr(args, k)]
         if ckpt.get("world", 1) != world:
@@ -523,6 +524,8 @@ def file_tubelet(path, which="student", trust=False, frames=None):
             raise SystemExit(f"{which}: {e}") from None
     if is_ours(ckpt):
         tubelet = (ckpt.get(f"{which}_config") or {}).get("tubelet_size", 1)
+    elif is_fastvqa_state(ckpt):  # a Swin's 2-frame patches: load_weights refuses the file
+        tubelet = 1
     else:
         try:
             kernel = remap_state_dict(ckpt)[0].get("patch_embed.proj.weight")

@@ -632,7 +632,9 @@ def pretrained_teacher(args, test_items, log=print):
     from distill import teacher_runs  # torch: only for train.py's stage
 
     if not (args.pretrain and not args.teacher_ckpt and args.teacher != "none"
-            and args.student != "none" and teacher_runs(args.w_teacher, args.w_align)
+            and args.student != "none" and teacher_runs(
+                args.w_teacher, args.w_align, True,
+                args.w_unlabeled if args.unlabeled or args.labelled_sources else 0)
             and (args.resume or not args.eval_only)):
         return None
     beside = os.path.dirname(os.path.abspath(toy_root(args)))  # the corpus and the teacher: data/

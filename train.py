@@ -33,7 +33,7 @@ import datasets
 import metrics
 import runtime
 import toy
-from config import RESUME_SAME, parse_args
+from config import RESUME_ADDED, RESUME_SAME, parse_args
 from distill import Distiller, build_optimizer, freeze_teacher, teacher_runs
 from fastvqa import FASTVQA_CONFIGS, FastVQA
 from model import CONFIGS, VideoViT
@@ -62,12 +62,12 @@ def train(args, profile_name):
 
     # -------------------------------------------------------------------------------------------
     # Data (and on toy data the teacher stage: a teacher that knows more than the student's data)
-    train_items, unlabeled_items, test_items, label_range, probes = read_data(args)
+    train_items, unlabeled_items, test_items, label_range, probes, pairs = read_data(args)
     steps_per_epoch = args.steps_per_epoch or len(train_items) // batch_total
     if not steps_per_epoch:
         raise SystemExit(f"train.py: {len(train_items)} training videos do not fill one optimizer "
                          f"step of {batch_total} clips (batch size x grad-accum x processes): "
-                         f"lower --batch-size or --grad-accum")
+                         f"lower --batch-size or --grad-accum, or set --steps-per-epoch")
     baseline = metrics.baseline_metrics(train_items, test_items)  # what the settings alone predict
 
     # -------------------------------------------------------------------------------------------
@@ -102,9 +102,8 @@ def train(args, profile_name):
                                        label_range, world)
     loop_state = dict(step=0, best=None, history=[])  # all a resumed run needs besides ckpts'
     if args.resume:
-        loop_state = ckpts.resume(args, RESUME_SAME)
+        loop_state = ckpts.resume(args, RESUME_SAME, RESUME_ADDED)
         print0(f"resumed from {args.out}/last.pt at step {loop_state['step']}/{total_steps}")
-    pairs = datasets.kvq_pairs(args.data_root) if args.data == "kvq" else None  # NTIRE's score
     report_context = dict(items=test_items, baseline=baseline, out=args.out, pairs=pairs)
     if args.eval_only:
         result, _ = report_scores(scored, test_set, args, device, label_range, report_context,
@@ -140,7 +139,8 @@ def train(args, profile_name):
                 scaler.scale(out["loss"] / args.grad_accum).backward()  # outside autocast
                 loss_sum = loss_sum + out["loss"].detach()
                 meter.add(out, len(y) * world, args.grad_accum,
-                          args.unlabeled_batch_size * world if x_unlabeled is not None else 0)
+                          len(x_unlabeled[0] if isinstance(x_unlabeled, tuple) else x_unlabeled)
+                          * world if x_unlabeled is not None else 0)
             scaler.unscale_(opt)  # clip each model's true gradient: a large teacher gradient
             norms = [torch.nn.utils.clip_grad_norm_(  # does not shrink the student's step
                 [q for q in m.parameters() if q.grad is not None], args.clip_grad or math.inf)
@@ -183,10 +183,10 @@ def train(args, profile_name):
 
 
 def read_data(args):
-    """(train items, unlabeled items, test items, label range, {path: probe}): the data read and
-    every video checked, and on toy data the teacher stage run (args.teacher_ckpt becomes its
-    checkpoint); a bad label file, video or split is one message naming the file, not a
-    traceback."""
+    """(train items, unlabeled items, test items, label range, {path: probe}, KVQ's rank pairs or
+    None): the data read and every video checked, and on toy data the teacher stage run
+    (args.teacher_ckpt becomes its checkpoint); a bad label file, video or split is one message
+    naming the file, not a traceback."""
     try:
         with runtime.master_first():  # rank 0 builds the toy set (once); the others find it built
             toy_csv = toy.make_toy_dataset(toy.toy_root(args), log=print0, **(
@@ -207,12 +207,13 @@ def read_data(args):
         print0(f"data: {args.data}, train {count(train_items)}, test {count(test_items)}"
                f"{unlabeled}, labels {lo:g}..{hi:g} -> targets 0..1; every video checked in "
                f"{time.time() - t0:.0f}s")
+        pairs = datasets.kvq_pairs(args.data_root) if args.data == "kvq" else None  # its score
         with runtime.master_first():  # rank 0 trains it; the others find it trained
             args.teacher_ckpt = args.teacher_ckpt or toy.pretrained_teacher(args, split_test,
                                                                             log=print0)
-    except (OSError, ValueError, RuntimeError) as e:  # RuntimeError: ffmpeg's, in a toy build
+    except (OSError, ValueError, RuntimeError, ImportError) as e:  # ffmpeg's; openpyxl missing
         raise SystemExit(f"train.py: {e}") from None
-    return train_items, unlabeled_items, test_items, (lo, hi), probes
+    return train_items, unlabeled_items, test_items, (lo, hi), probes, pairs
 
 
 # -----------------------------------------------------------------------------------------------
@@ -309,13 +310,13 @@ def clip_sets(args, train_items, unlabeled_items, test_items, label_range, probe
 def clip_views(args, teacher, student):
     """VideoDataset's keyword arguments: the ViTs' clip, or FAST-VQA's fragments; both (the
     teacher's first) when a teacher and a FAST-VQA student see the same moment."""
-    vit = dict(frames=args.frames, size=args.size, stride=args.stride, resize=args.resize,
-               fragments=args.fragments, cache=args.cache)
+    vit_view = dict(frames=args.frames, size=args.size, stride=args.stride, resize=args.resize,
+                    fragments=args.fragments, cache=args.cache)
     fast = dict(frames=args.fastvqa_frames, size=args.fastvqa_size, stride=args.fastvqa_stride,
                 fragments=args.fastvqa_size // 32)
     if not isinstance(student, FastVQA):
-        return vit
-    return dict(vit, student_view=fast) if teacher is not None else dict(fast, resize=False)
+        return vit_view
+    return dict(vit_view, student_view=fast) if teacher is not None else dict(fast, resize=False)
 
 
 def cosine_with_warmup(warmup_steps, total_steps):
@@ -424,26 +425,23 @@ def epoch_batches(train_set, unlabeled_set, args, device, epoch, skip, steps_per
     if unlabeled_set is None:
         return ((x, y, None) for x, y, _ in batches)
     unlabeled_set.set_epoch(epoch)
-    order = epoch_order(len(unlabeled_set), args.unlabeled_batch_size * args.grad_accum,
-                        10**9 + seed, skip, steps_per_epoch)
-    unlabeled = loader(unlabeled_set, args, device, batch_size=args.unlabeled_batch_size,
-                       sampler=order)
+    batch = args.unlabeled_batch_size or args.batch_size
+    order = epoch_order(len(unlabeled_set), batch * args.grad_accum, 10**9 + seed, skip,
+                        steps_per_epoch)
+    unlabeled = loader(unlabeled_set, args, device, batch_size=batch, sampler=order)
     return ((x, y, x_unlabeled) for (x, y, _), (x_unlabeled, _, _) in zip(batches, unlabeled))
 
 
 def epoch_order(n, per_step, seed, skip, steps):
     """This process's share of an epoch's clips for optimizer steps skip..steps: permutations of
     range(n) drawn one after another from a generator seeded by `seed` (more than one when an
-    epoch needs more than a pass), every world-th index of them."""
+    epoch needs more than a pass; pass k's indices are offset by k n, so that VideoDataset draws
+    other crops for a video's second visit), every world-th index of them."""
     rank, world = runtime.rank_and_world()
     g = torch.Generator().manual_seed(seed)
     need = steps * per_step * world
-    order = torch.cat([torch.randperm(n, generator=g) for _ in range(-(-need // n))])
+    order = torch.cat([k * n + torch.randperm(n, generator=g) for k in range(-(-need // n))])
     return order[rank::world][skip * per_step:steps * per_step].tolist()
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 if __name__ == "__main__":

@@ -226,6 +226,7 @@ def test_as_labels_writes_a_list_that_load_csv_reads(toy, tmp_path):
                                        plain.stdout.strip().splitlines()[1:])}
     assert [it["path"] for it in items] == [r["path"] for r in rows]
     assert [it["source"] for it in items] == ["c0", "c1", "c0", "c1", "c0"]
+    assert all(it["split"] == "train" for it in items)  # --data csv's official split reads it
     for it in items:
         assert it["mos"] == pytest.approx(scores[it["path"]], abs=1e-6)
         assert 0.0 <= it["mos"] <= 100.0  # the toy set's scale

@@ -288,6 +288,47 @@ def main():
     print("\n".join(lines))
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
+    if budget_plot(os.path.join(args.out, "label_budget.png"), {row: s for row, _, s in table}):
+        print(f"SRCC against the label budget: {args.out}/label_budget.png")
+
+
+def budget_plot(path, summaries):
+    """SRCC (median, min-max bars) against the labelled contents N of the label-budget rows found
+    in `summaries` ({row: summary}); at N = 39 the rows small (alone, and the pseudo-label row: no
+    unlabeled video is left) and small+KD (both distilled rows). False, drawing nothing, without
+    matplotlib (optional) or without two budgets of a kind."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return False
+    full = {"alone": "small", "pseudo": "small", "KD": "small+KD", "KD+unlabeled": "small+KD"}
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    drawn = 0
+    for k, (kind, at_39) in enumerate(full.items()):
+        points = [(n, summaries[f"N={n} {kind}"]["srcc"]) for n in BUDGETS
+                  if f"N={n} {kind}" in summaries]
+        points += [(39, summaries[at_39]["srcc"])] if at_39 in summaries else []
+        if len(points) < 2:
+            continue
+        n, s = zip(*points)
+        med = [p["median"] for p in s]
+        ax.errorbar([x * (1 + 0.03 * (k - 1.5)) for x in n], med,  # nudged apart: bars visible
+                    yerr=[[m - p["min"] for m, p in zip(med, s)],
+                          [p["max"] - m for m, p in zip(med, s)]],
+                    marker="o", capsize=3, label=kind)
+        drawn += 1
+    if not drawn:
+        return False
+    ax.set_xscale("log")
+    ax.set_xticks([*BUDGETS, 39], [str(n) for n in (*BUDGETS, 39)])
+    ax.minorticks_off()
+    ax.set_xlabel("labelled training contents N (of 39)")
+    ax.set_ylabel("SRCC on the 12 held-out contents")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=150)
+    return True
 
 
 if __name__ == "__main__":
