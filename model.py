@@ -56,7 +56,7 @@ class LayerScale(nn.Module):
         return x * self.gamma
 
 
-class DropPath(nn.Module):
+class DropPath(nn.Module):  # twin of fastvqa.DropPath: fastvqa.py copies alone
     """Stochastic depth: drop the whole residual branch for a random subset of samples."""
 
     def __init__(self, p=0.0):
@@ -103,7 +103,7 @@ class Attention(nn.Module):
         return self.proj(x)
 
 
-class Mlp(nn.Module):
+class Mlp(nn.Module):  # twin of fastvqa.Mlp (exact GELU only there): fastvqa.py copies alone
     """fc1, GELU, fc2. InternVideo2's released weights were trained with the fused MLP kernel's
     tanh GELU (the default here); FAST-VQA's with the exact one (approximate="none")."""
 
@@ -414,7 +414,7 @@ def remap_state_dict(sd):
     return rename_keys(sd, strip, DROPPED)
 
 
-def rename_keys(sd, rename, dropped_prefixes):
+def rename_keys(sd, rename, dropped_prefixes):  # twin of fastvqa.rename_keys: fastvqa copies alone
     """(state dict with every key renamed by rename(key), list of dropped keys): a name that
     starts with one of dropped_prefixes, or a value that is not a tensor, is dropped; two keys
     that become one name are an error (never one silently taken over the other)."""
@@ -484,7 +484,7 @@ def own_tensor(t):
     return t if t.untyped_storage().nbytes() == t.numel() * t.element_size() else t.clone()
 
 
-def read_checkpoint(path, trust=False):
+def read_checkpoint(path, trust=False):  # twin of fastvqa.read_checkpoint: fastvqa.py copies alone
     """torch.load on the CPU, tensors only unless trust=True (full unpickling runs code from the
     file)."""
     try:

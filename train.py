@@ -135,7 +135,7 @@ def train(args, profile_name):
                 if world > 1:  # DDP reduces the gradients of the last micro-step only
                     model.require_backward_grad_sync = micro_step == args.grad_accum - 1
                 with autocast(args.dtype, device):
-                    out = model(x, y, x_unlabeled)
+                    out = model(x, y) if x_unlabeled is None else model(x, y, x_unlabeled)
                 scaler.scale(out["loss"] / args.grad_accum).backward()  # outside autocast
                 loss_sum = loss_sum + out["loss"].detach()
                 meter.add(out, len(y) * world, args.grad_accum,

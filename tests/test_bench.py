@@ -8,7 +8,8 @@ that each printed verdict agrees with the numbers beside it (the dtype rule's to
 checks, and the counts that must hold (log lines, evaluations, one cache entry per video file, a
 teacher saved by its trainable part). Plus, in process: the matmul reference on a simulated fast
 machine, the cache-entry check, the GPU check's guard, `bench.py --gpu` handing over to the GPU
-check, the timm row without timm, and the atomic video maker.
+check (and the GPU check importing nothing of bench.py), the timm rows without timm and their
+verdicts on planted times, the FLOPs rows in both conventions, and the atomic video maker.
 
     python -m pytest -q tests/test_bench.py
 """
@@ -25,7 +26,8 @@ import pytest
 import torch
 
 import runtime
-from tools import bench, gpu_check
+from model import CONFIGS, flops_per_clip
+from tools import _common, bench, gpu_check
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = {"gpu": ["tools/gpu_check.py", "--smoke"],  # the GPU check as a script, then as a module
@@ -183,8 +185,8 @@ def test_matmul_reference_is_not_launch_bound(monkeypatch, peak, launch):
         products = fn()  # meta tensors: shapes only, no work
         return len(products) * (launch + 2 * products[0].shape[0] ** 3 / peak), repeats
 
-    monkeypatch.setattr(bench, "timed", simulated)
-    ref = bench.matmul_rate(torch.bfloat16, torch.device("meta"), seconds=0.25, cap=16384)
+    monkeypatch.setattr(_common, "timed", simulated)
+    ref = _common.matmul_rate(torch.bfloat16, torch.device("meta"), seconds=0.25, cap=16384)
     assert ref["rate"] > 0.95 * peak and ref["launch"] < 0.05, ref
     assert 0.2 < ref["count"] * (launch + 2 * ref["n"] ** 3 / peak) < 0.5, ref
 
@@ -251,6 +253,46 @@ def test_the_timm_row_says_when_timm_is_missing(monkeypatch, capsys):
     bench.timm_row(argparse.Namespace(warmup=0, repeats=1), torch.device("cpu"), None, None)
     assert line(capsys.readouterr().out, "forward timm ViT-S").endswith(
         "skipped: timm is not installed (pip install timm to compare)")
+
+
+def test_the_timm_rows_give_verdicts_on_their_own_figures(monkeypatch, capsys):
+    """Planted times (nothing is timed): ours 2.0 s then 0.9 s against timm's 2.1 s and 1.0 s
+    are 0.95x and 0.90x at 1 and 2 threads, each best of its runs; a ratio over 1 fails."""
+    ours = argparse.Namespace(cfg=CONFIGS["tiny"])
+    monkeypatch.setitem(sys.modules, "timm", argparse.Namespace(__version__="planted"))
+    monkeypatch.setattr(bench, "same_math_timm", lambda cfg: torch.nn.Identity())
+    monkeypatch.setattr(bench, "THREADS", [1, 2])
+    for planted, verdicts in (([2.2, 2.1, 2.0, 2.3, 0.9, 1.0, 1.1, 1.2], [0.95, 0.90]),
+                              ([2.0, 1.0, 1.5, 1.5], [2.0, 1.0])):
+        times = iter(planted)
+        monkeypatch.setattr(bench, "timed", lambda fn, *a: (next(times), 1))
+        targets = []
+        repeats = len(planted) // 4
+        bench.timm_row(argparse.Namespace(warmup=0, repeats=repeats), torch.device("cpu"), ours,
+                       None, targets)
+        out = capsys.readouterr().out
+        for n, ratio, (what, measured, ok) in zip((1, 2), verdicts, targets):
+            label = f"forward timm ViT-S, same math, batch 1 fp32, {n} thread{'s' * (n > 1)} "
+            assert f" = {ratio:.2f}x timm's time (best of {repeats} in turns" in line(out, label)
+            assert what == f"same-math timm ratio, {n} threads" and ok == (ratio <= 1.0), measured
+
+
+def test_flops_rows_count_a_multiply_add_as_two_and_as_one(capsys):
+    bench.flops_section()
+    out = capsys.readouterr().out
+    for name in ("small at 8x224x224", "base at 8x224x224", "fastvqa-b at 32x224x224"):
+        m = re.search(r" ([\d.]+) GFLOPs = +([\d.]+) G in fvcore's count: (\d+)% of the cap, "
+                      r"(within|OVER)$", line(out, name + " "))
+        assert m, line(out, name)
+        assert abs(float(m[1]) / 2 - float(m[2])) <= 0.1, m[0]
+        assert (m[4] == "within") == (float(m[2]) <= 120), m[0]
+    assert f" {flops_per_clip(CONFIGS['small']) / 1e9:.1f} GFLOPs " in line(out, "small at ")
+
+
+def test_the_gpu_check_imports_nothing_of_bench():
+    """tools/ has no import circle: gpu_check.py takes its helpers from tools/_common.py."""
+    code = "import sys, tools.gpu_check; sys.exit('tools.bench' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
 def test_make_video_leaves_nothing_behind_on_failure(tmp_path):

@@ -1,52 +1,53 @@
 """Speed and memory of InternVQA on this machine, each figure beside a ratio that gives it meaning.
 
 A tool beside the method, not part of it. Run it from the repository root, as a script or as a
-module; it puts the root on sys.path itself.
+module; it puts the root on sys.path itself. Its helpers shared with gpu_check.py are in
+tools/_common.py (neither tool imports the other, but for --gpu, which hands over).
 
     python tools/bench.py                 # every section; CPU, or CUDA when present
     python tools/bench.py --quick         # the short run: about 5 minutes on a 2-core CPU
     python tools/bench.py --sections 4    # the clip loader alone (add --smoke for tiny sizes)
-    python tools/bench.py --gpu           # the one-shot GPU check: tools/gpu_check.py
+    python tools/bench.py --profile       # where the time goes: torch.profiler's top operators
+    python tools/bench.py --gpu           # the one-shot GPU check: python tools/gpu_check.py
     python -m tools.bench --help          # the same tool, as a module
 
 Every ratio is taken within one run, so it holds on a shared or noisy machine, where absolute
 figures drift from run to run. Efficiencies are taken against matmul_rate(): the FLOP/s of
-dense n x n products in the same dtype, timed in batches of back-to-back products, n and the
-batch grown until one batch takes a fixed time (0.25 s; --smoke 0.02 s), so that launching the
-products is a small share of the time measured (its line says how small). The sections:
-0. The machine, with its CPU's bf16 instructions, and the dtype the project's rule picks on
-   this CPU (runtime.cpu_dtype: predict.py runs it when --dtype is not given; train.py trains in
-   fp32 on a CPU, README "bf16 on a CPU").
+dense n x n products in the same dtype, in batches grown until one takes 0.25 s, so that
+launching them is a small share of the time (its line says how small). First the machine, with
+its CPU's bf16 instructions, and the dtype runtime.cpu_dtype picks on it (predict.py's default;
+train.py trains in fp32 on a CPU). The sections:
+0. FLOPs a clip of each student at its paper view, in this project's count (2 a multiply-add)
+   and in fvcore's (1 a multiply-add), against NTIRE 2025's 120 G cap (fvcore's count).
 1. Forward at the paper's geometry (8x224x224, 2049 tokens): clips/s and FLOP/s
    (model.flops_per_clip) of small and base at batch 1 and 4 (--quick: base at batch 1 only)
    and one forward of 1b; FAST-VQA-B at its 32x224x224 (fastvqa.flops_per_clip); in fp32 and
-   bf16 (bf16: the weights cast to bf16, as Distiller(teacher_dtype=...) runs the frozen
-   teacher), each beside the matmul rate in that dtype measured just before: efficiency =
-   achieved / matmul. Beside small's fp32 row, where timm is installed, timm's ViT of the same
-   size on the same tokens: the time of ours over timm's.   Target: small, batch 1, fp32 >= 80%.
+   bf16 (the weights cast, as Distiller(teacher_dtype=...) runs the frozen teacher), each
+   against the matmul rate in that dtype. Beside small's fp32 row, where timm imports, timm's
+   ViT doing the same math on the same tokens, in turns at 1 and 2 threads: our best time over
+   its best.   Targets: small, batch 1, fp32 >= 80% of matmul; the timm ratios <= 1.00.
 2. Students over the teacher: clips/s of small, base and FAST-VQA-B over 1b, beside their
    parameter ratios.
 3. A distill step (Distiller, freeze_teacher "last") against a student-only step: time and
-   saved-for-backward bytes; peak memory on CUDA. A 1b training step takes minutes on a CPU,
-   so the CPU default teacher is base at 4x112x112, batch 4; on CUDA the paper's 1b at
-   8x224x224, batch 8.   Target: distill bytes <= 1.1 x (student step + teacher tail).
+   saved-for-backward bytes; peak memory on CUDA. The CPU default teacher is base at 4x112x112,
+   batch 4 (a 1b step takes minutes there); on CUDA the paper's 1b at 8x224x224, batch 8.
+   Target: distill bytes <= 1.1 x (student step + teacher tail).
 4. Clip loading at the paper's geometry: 8 frames at stride 4, short side resized to 224, a 224
-   crop. Three sources, made once with the bundled ffmpeg and kept in --cache: 6 s of 2160p
-   HEVC (x265, 2 s GOP), 10 s of 1080p H.264 (2 s GOP) and 100 frames of 1080p raw 8-bit 4:2:0
-   YUV (all testsrc2, 25 fps). For each, clips/s in one process: uncached
-   (data.VideoDataset(resize=True): ffmpeg decodes and scales, then the uint8 crop) beside the
-   floor (ffmpeg alone decoding and scaling the same frames into a pipe); cached
-   (VideoDataset(cache=DIR), after the first read); and the one-time cost of that first read,
-   which builds the cache entry. Also, at native size on the H.264 file: video.read_clip gives
-   the same pixels as decoding every frame and is >= 4x faster.
-   Targets: >= 10 clips/s from the 2160p source once cached; uncached within 1.2x the floor.
-5. Training throughput of train.py's quick-start profile: student small, teacher small, 2x84x84,
-   batch 8, AdamW, fp32 and bf16 autocast (as train.py --dtype bf16 runs).
+   crop, from 6 s of 2160p HEVC, 10 s of 1080p H.264 and 100 frames of 1080p raw YUV (testsrc2,
+   made once with the bundled ffmpeg into --cache). For each, clips/s in one process: uncached
+   (data.VideoDataset(resize=True)) beside the floor (ffmpeg alone decoding and scaling the
+   same frames into a pipe); cached (VideoDataset(cache=DIR)) and the first read that builds the
+   entry. At native size on the H.264 file, video.read_clip against decoding every frame.
+   Targets: >= 10 clips/s from the 2160p source once cached; uncached within 1.2x the floor;
+   read_clip exact and >= 4x faster.
+5. The quick start's training step (train.py's QUICK profile: students small, teacher small,
+   2x84x84, batch 8, AdamW, clipping) at 1 and 2 threads, fp32 and bf16 autocast: clips/s, and
+   its matmul FLOPs a second as a share of the matmul rate.
 A target's verdict is taken on the figure as printed, so the line always agrees with itself.
 
-Timing: warm-up runs, then the median of several. A run predicted (its FLOPs over the matmul
-rate just measured) to take longer than --budget seconds is skipped and its line says so: on a
-CPU without native bf16 that is every bf16 model run.
+Timing: warm-up runs, then the median of several (the timm rows: the best). A run predicted
+(its FLOPs over the matmul rate) to take longer than --budget seconds is skipped and its line
+says so: on a CPU without native bf16 that is every bf16 model run.
 """
 import os
 import sys
@@ -58,14 +59,11 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import argparse
-import math
 import shutil
-import statistics
 import subprocess
 import tempfile
 import time
 from dataclasses import replace
-from datetime import datetime
 from functools import partial
 
 import numpy as np
@@ -77,87 +75,18 @@ from distill import Distiller, build_optimizer, freeze_teacher, frozen_prefix, t
 from fastvqa import FASTVQA_CONFIGS, FastVQA
 from fastvqa import flops_per_clip as fastvqa_flops
 from model import CONFIGS, VideoViT, flops_per_clip
+from tools._common import (gb, machine, make_video, matmul_rate, rate_text, show, show_matmul,
+                           timed, train_flops, x264)
 
 # video.py, data.py and toy.py import imageio-ffmpeg: they are imported in the functions that read
 # or make video, so that the model sections (and gpu_check.py's model steps) run without it.
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+THREADS = sorted({1, min(2, os.cpu_count() or 1)})  # the thread counts of the timm and train rows
+NTIRE_CAP = 120e9  # NTIRE 2025's cap per clip, counted as fvcore counts: a multiply-add is 1 FLOP
 
 # -----------------------------------------------------------------------------------------------
-# Helpers: printing, timing, the matmul reference, counting
-
-
-def show(label, text):
-    print(f"{label:<44} {text}", flush=True)
-
-
-def gb(nbytes):
-    return f"{nbytes / 1e9:.2f} GB"
-
-
-def rate_text(flops_per_s):
-    """FLOP/s with three or more significant digits, in GFLOP/s below 1 TFLOP/s."""
-    tera = flops_per_s >= 1e12
-    value, unit = (flops_per_s / 1e12, "TFLOP/s") if tera else (flops_per_s / 1e9, "GFLOP/s")
-    return f"{value:.1f} {unit}" if value >= 100 else f"{value:.3g} {unit}"
-
-
-def sync(device):
-    if device is not None and device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, warmup, repeats, device=None, max_s=30.0):
-    """(median seconds of fn(), runs timed): `warmup` untimed runs, then up to `repeats` timed
-    ones, stopping early (after at least one) once max_s have passed."""
-    times, start = [], time.perf_counter()
-    for i in range(warmup + repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-            if time.perf_counter() - start > max_s:
-                break
-    return statistics.median(times), len(times)
-
-
-def matmul_rate(dtype, device, seconds=0.25, cap=None):
-    """dict(rate, n, count, launch) of dense n x n by n x n products in dtype.
-
-    Each timing runs `count` products back to back between two synchronisations. n doubles from
-    128 (up to cap: 16384 on a GPU, 4096 on a CPU) while the next size would still fit a timing in
-    `seconds`; then count grows until one timing takes about `seconds`. So the reference does not
-    depend on launch and sync overhead, which a single small product mostly measures (a 256^3
-    product is well under a microsecond of work on a GPU, less than launching it). launch: the
-    time of `count` 8 x 8 products (nothing but their launch) over that of the batch, the
-    overhead's share; under 5% at these sizes. The rate of bf16 differs by orders of magnitude
-    between CPUs with and without native support: n adapts, so that measuring takes about
-    5 x `seconds` on any machine."""
-    cap = cap or (16384 if device.type == "cuda" else 4096)
-
-    def batch(a, b, count):
-        return lambda: [a @ b for _ in range(count)]
-
-    n, count = 128, 8
-    while True:
-        a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-        t, _ = timed(batch(a, b, count), 1, 1, device)
-        if 8 * t > seconds or n == cap:  # twice the size would take eight times as long
-            break
-        n *= 2
-    count = max(count, math.ceil(count * seconds / t))
-    t, _ = timed(batch(a, b, count), 1, 3, device)
-    small = torch.randn(8, 8, device=device, dtype=dtype)
-    t_small, _ = timed(batch(small, small, count), 1, 3, device)
-    return dict(rate=count * 2 * n ** 3 / t, n=n, count=count, launch=t_small / t)
-
-
-def show_matmul(dname, ref):
-    note = "" if ref["launch"] < 0.05 else " (over 5%: the reference is launch-bound)"
-    show(f"matmul {dname} ({ref['count']} x {ref['n']}^3 a timing)",
-         f"{rate_text(ref['rate'])}; launching: under {ref['launch']:.1%} of it{note}")
+# Helpers: counting, test videos
 
 
 def count_params(build):
@@ -181,50 +110,26 @@ def saved_tensor_bytes(fn):
     return result, sum(storages.values())
 
 
-def machine(device):
-    """The CPU (and its bf16 instructions), the GPU, torch, threads, device and time, one line."""
-    gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
-    return (f"{runtime.cpu_features()}, {os.cpu_count()} cores{gpu}; torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads; device {device}; {datetime.now():%Y-%m-%d %H:%M}")
-
-
-# -----------------------------------------------------------------------------------------------
-# Helpers: test videos
-
-
-def make_video(path, frames, *ffmpeg_args):
-    """The bundled ffmpeg writes `path` (format from its extension) unless it exists: into a .part
-    name first, which must then probe to `frames` frames before the rename, so an interrupted or
-    failed run never leaves a file that looks made (a failed encode can still exit 0:
-    docs/reference.md, section 8)."""
-    import toy
-    import video
-    if os.path.exists(path):
-        return path
-    stem, ext = os.path.splitext(path)
-    part = f"{stem}.part{os.getpid()}{ext}"  # keeps the extension (and a raw file's WxH) for probe
-    ok, message = toy.run_ffmpeg([*ffmpeg_args, part])
-    try:
-        n = video.probe(part)["frames"] if ok else None
-    except (OSError, ValueError) as e:
-        n, message = None, str(e)
-    if n != frames:
-        if os.path.exists(part):
-            os.remove(part)
-        raise RuntimeError(f"ffmpeg failed making {path} ({n} frames, expected {frames}): "
-                           f"{message}")
-    os.replace(part, path)
-    return path
-
-
 def x265(gop):
     return ["-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
             "-x265-params", f"keyint={gop}:min-keyint={gop}:scenecut=0:log-level=error"]
 
 
-def x264(gop, crf=23):
-    return ["-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-g", str(gop),
-            "-keyint_min", str(gop), "-sc_threshold", "0", "-pix_fmt", "yuv420p"]
+# -----------------------------------------------------------------------------------------------
+# 0. FLOPs a clip in both conventions, against NTIRE 2025's cap
+
+
+def flops_section():
+    """Each student at its paper view, in this project's count (model.flops_per_clip and
+    fastvqa.flops_per_clip: 2 FLOPs a multiply-add) and in fvcore's, which NTIRE's cap uses (1 a
+    multiply-add); both count every matmul and convolution, attention's included."""
+    print(f"\n0. FLOPs a clip, ours (2 a multiply-add) and as fvcore counts (1 a multiply-add), "
+          f"against NTIRE 2025's {NTIRE_CAP / 1e9:.0f} G cap (fvcore's count)")
+    for name, _, flops, shape, _ in [r for r in forward_models(quick=True) if r[0] != "1b"]:
+        macs = flops / 2
+        show(f"{name} at {'x'.join(map(str, shape[1:]))}",
+             f"{flops / 1e9:7.1f} GFLOPs = {macs / 1e9:6.1f} G in fvcore's count: "
+             f"{macs / NTIRE_CAP:.0%} of the cap, {'within' if macs <= NTIRE_CAP else 'OVER'}")
 
 
 # -----------------------------------------------------------------------------------------------
@@ -242,34 +147,54 @@ def forward_models(quick):
                     (3, 32, 224, 224), [1])]
 
 
-def timm_row(args, device, ours, x):
-    """Our fp32 small model (`ours`, on its batch-1 clip x) against timm's ViT of the same size on
-    the same 2049 tokens, timed in turns so that a load that comes and goes on a shared machine
-    slows both alike: the median time of ours over timm's. timm's VisionTransformer reads images,
-    so the 8 frames of 16 x 16 patches come as one 224 x 1792 image. timm is not a dependency."""
-    label = "forward timm ViT-S, same tokens, batch 1 fp32"
+def same_math_timm(cfg):
+    """timm's VisionTransformer doing our ViT's math: RMSNorm, tanh GELU, q/k norm, LayerScale, no
+    qkv bias, the same width, depth and heads on the same 2049 tokens (the 8 frames of 16 x 16
+    patches as one 224 x 1792 image). What differs: timm normalises q and k per head (ours over
+    the full width, the same cost) and ends in a norm and a class-token head where ours pools with
+    attention (under 1% of the forward)."""
+    from timm.layers import GELUTanh, RmsNorm
+    from timm.models.vision_transformer import VisionTransformer
+    return VisionTransformer(
+        img_size=(cfg.img_size, cfg.num_frames * cfg.img_size), patch_size=cfg.patch_size,
+        embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio,
+        qkv_bias=False, qk_norm=True, init_values=cfg.init_values, norm_layer=RmsNorm,
+        act_layer=GELUTanh, num_classes=1)
+
+
+def timm_row(args, device, ours, x, targets=None):
+    """Our fp32 small model (`ours`, on its batch-1 clip x) against same_math_timm at 1 and 2
+    threads, timed in turns so that a load that comes and goes on a shared machine slows both
+    alike: the best time of ours over the best of timm's. timm is not a dependency."""
+    label = "forward timm ViT-S, same math, batch 1 fp32"
     try:
         import timm
-    except ImportError:
-        show(label, "skipped: timm is not installed (pip install timm to compare)")
+        with torch.device(device):
+            theirs = same_math_timm(ours.cfg).eval()
+    except ImportError as e:
+        show(label, "skipped: timm is not installed (pip install timm to compare)"
+             if e.name == "timm" else f"skipped: timm does not import ({e})")
         return
-    cfg = CONFIGS["small"]
-    with torch.device(device):
-        theirs = timm.models.vision_transformer.VisionTransformer(
-            img_size=(224, 8 * 224), patch_size=cfg.patch_size, embed_dim=cfg.embed_dim,
-            depth=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio, qk_norm=True,
-            init_values=cfg.init_values, num_classes=1).eval()
-        image = torch.randn(1, 3, 224, 8 * 224)
-    times = {"ours": [], "timm": []}
-    with torch.inference_mode():
-        for i in range(args.warmup + args.repeats):
-            for name, fn in (("ours", lambda: ours(x)), ("timm", lambda: theirs(image))):
-                t, _ = timed(fn, 0, 1, device)
-                if i >= args.warmup:
-                    times[name].append(t)
-    ratio = statistics.median(times["ours"]) / statistics.median(times["timm"])
-    show(label, f"{1 / statistics.median(times['timm']):8.3f} clips/s; ours takes {ratio:.2f}x "
-                f"its time (in turns, {args.repeats} runs each; timm {timm.__version__})")
+    image = torch.randn(1, 3, ours.cfg.img_size, ours.cfg.num_frames * ours.cfg.img_size,
+                        device=device)
+    threads = torch.get_num_threads()
+    for n in THREADS if device.type == "cpu" else [threads]:
+        torch.set_num_threads(n)
+        times = {"ours": [], "timm": []}
+        with torch.inference_mode():
+            for i in range(args.warmup + args.repeats):
+                for name, fn in (("ours", lambda: ours(x)), ("timm", lambda: theirs(image))):
+                    t, _ = timed(fn, 0, 1, device)
+                    if i >= args.warmup:
+                        times[name].append(t)
+        ratio = round(min(times["ours"]) / min(times["timm"]), 2)  # the verdict: on the figure
+        show(f"{label}, {n} thread{'s' if n > 1 else ''}",
+             f"timm {min(times['timm']):.2f} s, ours {min(times['ours']):.2f} s = {ratio:.2f}x "
+             f"timm's time (best of {args.repeats} in turns; timm {timm.__version__})")
+        if targets is not None:
+            targets.append((f"same-math timm ratio, {n} threads", f"{ratio:.2f}x <= 1.00x",
+                            ratio <= 1.0))
+    torch.set_num_threads(threads)
 
 
 def forward_section(args, device, targets):
@@ -313,7 +238,7 @@ def forward_section(args, device, targets):
                             f"matmul ({runs} run{'s' if runs > 1 else ''}{note})")
                 if (name, batch, dname) == ("small", 1, "fp32"):
                     targets.append(("small fp32 efficiency", f"{eff:.0%} >= 80%", eff >= 0.8))
-                    timm_row(args, device, model, x)
+                    timm_row(args, device, model, x, targets)
 
     print("\n2. students over the 1b teacher (batch 1; FAST-VQA-B on its own clips)")
     for dname in args.dtypes:
@@ -325,6 +250,38 @@ def forward_section(args, device, targets):
             speedup = clips_per_s[name, dname] / clips_per_s["1b", dname]
             show(label, f"{speedup:8.1f}x the clips/s, with {params['1b'] / params[name]:.1f}x "
                         f"fewer parameters")
+
+
+# -----------------------------------------------------------------------------------------------
+# --profile: where the time goes
+
+
+def profile_section(args, device, top=12):
+    """torch.profiler's top operators by CPU self time (on a GPU: the time to launch them): one
+    forward of small (fp32, 8x224x224, batch 1) and one quick-start step, at each of THREADS."""
+    from torch.profiler import ProfilerActivity, profile
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = VideoViT(CONFIGS["small"]).eval()
+        x = torch.randn(1, 3, 8, 224, 224)
+    step = quick_start_step(device, torch.float32)[0]
+    threads = torch.get_num_threads()
+    for n in THREADS if device.type == "cpu" else [threads]:
+        torch.set_num_threads(n)
+        for what, fn in (("forward small 8x224x224 batch 1 fp32", lambda: model(x)),
+                         ("quick-start train step fp32", step)):
+            with torch.inference_mode(what.startswith("forward")):
+                fn()  # warm-up
+                with profile(activities=[ProfilerActivity.CPU]) as prof:
+                    fn()
+            ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+            total = sum(e.self_cpu_time_total for e in ops) / 1e3
+            print(f"\nprofile: {what}, {n} thread{'s' if n > 1 else ''}: {total:.0f} ms of CPU "
+                  f"self time; the top {top} operators")
+            for e in ops[:top]:
+                ms = e.self_cpu_time_total / 1e3
+                show(f"  {e.key[:40]}", f"{ms:8.1f} ms {ms / total:6.1%}  {e.count:5d} calls")
+    torch.set_num_threads(threads)
 
 
 # -----------------------------------------------------------------------------------------------
@@ -528,39 +485,55 @@ def loader_section(args, targets):
 # 5. Training throughput of the quick-start profile
 
 
+def quick_start_step(device, dtype, batch=8, frames=2, size=84):
+    """(step(), FLOPs a step) of train.py's quick start: students small and teacher small at
+    2x84x84 (config.QUICK), the teacher frozen but for its last block, batch 8, AdamW; the step as
+    train.py takes it (forward under autocast, backward, clip each model at --clip-grad 5, the
+    finite check, optimizer step)."""
+    cfg = replace(CONFIGS["small"], num_frames=frames, img_size=size, init_values=0.1,
+                  patch_init="dct")
+    torch.manual_seed(0)
+    with torch.device(device):
+        teacher, student = freeze_teacher(VideoViT(cfg), "last"), VideoViT(cfg)
+        x, y = torch.randn(batch, 3, frames, size, size), torch.rand(batch)
+    distiller = Distiller(teacher, student).train()
+    opt = build_optimizer([student, teacher], lr=1e-4)
+
+    def step():
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            loss = distiller(x, y)["loss"]
+        loss.backward()
+        norms = [torch.nn.utils.clip_grad_norm_([q for q in m.parameters() if q.grad is not None],
+                                                5.0) for m in (student, teacher)]
+        if torch.isfinite(loss) & torch.isfinite(torch.stack(norms)).all():
+            opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step, batch * train_flops(flops_per_clip(cfg), cfg)
+
+
 def train_section(args, device, targets):
-    print("\n5. training, quick-start profile (student small, teacher small, 2x84x84, batch 8, "
-          "AdamW)")
-    # train.py's QUICK profile
-    cfg = replace(CONFIGS["small"], num_frames=2, img_size=84, init_values=0.1, patch_init="dct")
-    batch, frames, size = 8, 2, 84
-    flops = batch * 4 * flops_per_clip(cfg)  # about: student forward + backward (3x), teacher (1x)
+    print("\n5. training, the quick start's step (small from small, 2x84x84, batch 8): clips/s, "
+          "its matmul FLOPs a second (_common.train_flops) against the matmul rate")
+    threads = torch.get_num_threads()
     for dname in args.dtypes:
         dtype = DTYPES[dname]
-        ref = matmul_rate(dtype, device)
-        show_matmul(dname, ref)
-        label = f"train step {dname}{' autocast' if dname != 'fp32' else ''}"
-        if flops / ref["rate"] > args.budget:
-            show(label, f"skipped: ~{flops / ref['rate']:.0f} s per step at this matmul rate "
-                        f"(--budget {args.budget:.0f})")
-            continue
-        torch.manual_seed(0)
-        with torch.device(device):
-            teacher, student = freeze_teacher(VideoViT(cfg), "last"), VideoViT(cfg)
-            x, y = torch.randn(batch, 3, frames, size, size), torch.rand(batch)
-        distiller = Distiller(teacher, student).train()
-        opt = build_optimizer([student, teacher], lr=1e-3)
-
-        def train_step():
-            opt.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-                loss = distiller(x, y)["loss"]
-            loss.backward()
-            opt.step()
-
-        t, runs = timed(train_step, args.warmup, args.repeats, device)
-        show(label, f"{batch / t:8.2f} clips/s ({t:.2f} s a step, {runs} runs); "
-                    f"~{rate_text(flops / t)} = ~{flops / t / ref['rate']:.0%} of matmul")
+        for n in THREADS if device.type == "cpu" else [threads]:
+            torch.set_num_threads(n)
+            ref = matmul_rate(dtype, device)
+            threads_text = f"{n} thread{'s' if n > 1 else ''}"
+            show_matmul(f"{dname}, {threads_text}", ref)
+            step, flops = quick_start_step(device, dtype)
+            label = f"train step {dname}{' autocast' if dname != 'fp32' else ''}, {threads_text}"
+            if flops / ref["rate"] > args.budget:
+                show(label, f"skipped: ~{flops / ref['rate']:.0f} s per step at this matmul rate "
+                            f"(--budget {args.budget:.0f})")
+                continue
+            t, runs = timed(step, args.warmup, args.repeats, device)
+            show(label, f"{8 / t:8.2f} clips/s ({t:.2f} s a step, median of {runs}); "
+                        f"{flops / 1e9:.0f} GFLOP a step at {rate_text(flops / t)} = "
+                        f"{flops / t / ref['rate']:.0%} of matmul")
+    torch.set_num_threads(threads)
 
 
 # -----------------------------------------------------------------------------------------------
@@ -575,7 +548,9 @@ def main():
     p.add_argument("--budget", type=float, default=None,
                    help="skip a run predicted to take longer than this many seconds "
                         "(default 90, --quick 75)")
-    p.add_argument("--sections", default="12345", help="which figures to measure, e.g. 14")
+    p.add_argument("--sections", default="012345", help="which figures to measure, e.g. 14")
+    p.add_argument("--profile", action="store_true",
+                   help="instead: the top operators of a small forward and a quick-start step")
     p.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "internvqa_bench"),
                    help="generated test videos (and the --gpu check's teacher file) are kept here")
     p.add_argument("--gpu", action="store_true",
@@ -589,7 +564,7 @@ def main():
     args.budget = args.budget or (75.0 if args.quick else 90.0)
     args.warmup, args.repeats = (1, 3) if args.quick else (2, 5)
     os.makedirs(args.cache, exist_ok=True)
-    if args.gpu:  # the README's command for the GPU check, which lives in its own tool now
+    if args.gpu:  # the README's command for the GPU check, a tool of its own (it imports no bench)
         from tools import gpu_check
         sys.exit(gpu_check.main(["--cache", args.cache] + ["--smoke"] * args.smoke))
 
@@ -602,6 +577,10 @@ def main():
     print(f"mode: {'--quick' if args.quick else 'full'}; timings are medians after {args.warmup} "
           f"warm-up runs; runs predicted over {args.budget:.0f} s are skipped")
     t_bench = time.perf_counter()
+    if args.profile:
+        return profile_section(args, device)
+    if "0" in args.sections:
+        flops_section()
     if "1" in args.sections or "2" in args.sections:
         forward_section(args, device, targets)
     if "3" in args.sections:

@@ -1,6 +1,6 @@
 """The one-shot GPU check, to run first on a lent GPU machine, before any paper-scale run.
 
-A tool beside the method, like bench.py (whose timing helpers it uses). Run it from the
+A tool beside the method, like bench.py (both use tools/_common.py). Run it from the
 repository root; it puts the root on sys.path itself and runs the root's train.py by path.
 
     python tools/gpu_check.py             # under 8 minutes on one H200
@@ -15,7 +15,7 @@ a. the paper's distill step: 1b teacher (random weights, freeze_teacher "last", 
    in bf16) with a small, a base and a FAST-VQA-B student (its own view: 32 x 224 x 224
    fragments beside the teacher's clips), 8x224, batch 8, AdamW, bf16 autocast, backward
    outside it: clips/s, peak memory, and FLOP/s (~3x forward for what trains + 1x for the frozen
-   teacher) as a share of the same run's bf16 matmul rate (bench.matmul_rate);
+   teacher) as a share of the same run's bf16 matmul rate (_common.matmul_rate);
 b. fp32 against bf16 (autocast, and weights in bf16) on the small model's forward, with fp32
    against fp64 beside it for scale;
 c. 200 steps of train.py's paper profile (student small, a subprocess with a timeout), as a
@@ -58,8 +58,8 @@ import fastvqa
 from distill import Distiller, build_optimizer, freeze_teacher
 from fastvqa import FASTVQA_CONFIGS, FastVQA
 from model import CONFIGS, VideoViT, flops_per_clip
-from tools.bench import (gb, machine, make_video, matmul_rate, rate_text, show, show_matmul, timed,
-                         x264)
+from tools._common import (gb, machine, make_video, matmul_rate, rate_text, show, show_matmul,
+                          timed, train_flops, x264)
 
 # data.py and toy.py import imageio-ffmpeg: only train.py (step c) and the video maker need them,
 # so that steps a and b also run on a machine that lacks it.
@@ -230,15 +230,6 @@ def checkpoint_figures(out, teacher_file, teacher):
 
 # -----------------------------------------------------------------------------------------------
 # The steps
-
-
-def train_flops(student_flops, teacher_cfg):
-    """FLOPs of one distill step per clip: forward + backward (~3x forward) of what trains, the
-    student (its forward FLOPs given) and the teacher's last block, and a forward (1x) of the
-    frozen teacher prefix."""
-    block = (flops_per_clip(replace(teacher_cfg, depth=1))
-             - flops_per_clip(replace(teacher_cfg, depth=0)))
-    return 3 * student_flops + flops_per_clip(teacher_cfg) + 2 * block
 
 
 def distill_steps(teacher, student, x, y, warmup, steps, device):
