@@ -81,7 +81,7 @@ def load_model(path, which, args):
         official = args.fastvqa_scale or ("FAST-VQA-M" if size == "m" else "FAST-VQA")
     elif model.cfg.tubelet_size == 2:  # the authors' KVQ weight: no official file has tubelet 2
         geometry, label_range = dict(KVQ), KVQ_LABELS
-    if args.geometry == "kvq":
+    if getattr(args, "geometry", None) == "kvq":  # an older caller's args may lack it
         geometry = dict(KVQ)
     geometry.update({k: v for k, v in (("frames", args.frames), ("size", args.size)) if v})
     if fast and args.size:  # FAST-VQA's fragments are 32 px
