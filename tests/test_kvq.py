@@ -12,7 +12,6 @@ was made.
 """
 import contextlib
 import csv
-import io
 import json
 import math
 import os
@@ -33,6 +32,7 @@ import predict
 import runtime
 import video
 from model import CONFIGS, VideoViT
+from test_train import predict_here
 
 # -----------------------------------------------------------------------------------------------
 # The authors' KVQ file, made from a seed
@@ -88,15 +88,8 @@ def deepspeed_file(path, sd):
 
 def run_predict(argv):
     """(exit code, stdout lines, stderr) of predict.py's main in this process."""
-    out, err = io.StringIO(), io.StringIO()
-    saved, sys.argv = sys.argv, ["predict.py", *argv]
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            with pytest.raises(SystemExit) as exit_:
-                predict.main()
-    finally:
-        sys.argv = saved
-    return exit_.value.code, out.getvalue().splitlines(), err.getvalue()
+    proc = predict_here(argv)
+    return proc.returncode, proc.stdout.splitlines(), proc.stderr
 
 
 # -----------------------------------------------------------------------------------------------
