@@ -321,7 +321,8 @@ def test_predict_kvq_writes_the_challenge_file(kvq, tmp_path):
     with torch.no_grad():
         want = [1 + 4 * model(data.normalise(predict.video_clips(str(kvq / r[0]), predict.KVQ)))
                 .item() for r in rows[1:]]
-    assert [float(r[1]) for r in rows[1:]] == pytest.approx(want, abs=1e-6)
+    # predict.py runs on one thread, this reference on the default count: float32 rounding
+    assert [float(r[1]) for r in rows[1:]] == pytest.approx(want, abs=1e-5)
     assert len(set(want)) == 2
 
 
