@@ -146,10 +146,12 @@ def pseudo_labels(args, row, seed, out):
     kept, hidden = datasets.hide_labels(train_items, n, seed=0)  # train.py's --split-seed 0
     unrated = os.path.join(out, "unrated.csv")
     write_list(unrated, hidden)
-    with open(unrated.replace("unrated", "pseudo"), "w") as f:
+    with open(unrated.replace("unrated", "pseudo"), "w") as f, \
+            open(os.path.join(out, "log.txt"), "a") as log:
         subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), "--ckpt",
                         os.path.join(teacher_run, "last.pt"), "--which", "teacher", "--csv",
-                        unrated, "--as-labels", "--dtype", "fp32"], stdout=f, check=True)
+                        unrated, "--as-labels", "--dtype", "fp32"], stdout=f, stderr=log,
+                       check=True)
     scores = {it["path"]: it["mos"] for it in datasets.load_csv(unrated.replace("unrated",
                                                                                 "pseudo"))}
     labels = os.path.join(out, "labels.csv")
