@@ -528,14 +528,19 @@ def file_tubelet(path, which="student", trust=False, frames=None):
         tubelet = 1
     else:
         try:
-            kernel = remap_state_dict(ckpt)[0].get("patch_embed.proj.weight")
+            tubelet = patch_tubelet(remap_state_dict(ckpt)[0])
         except ValueError:
-            kernel = None  # not a state dict: load_weights says so
-        tubelet = kernel.shape[2] if torch.is_tensor(kernel) and kernel.ndim == 5 else 1
+            tubelet = 1  # not a state dict: load_weights says so
     if frames and frames % tubelet:
         raise SystemExit(f"{which}: {path} has a tubelet of {tubelet} frames: --frames {frames} "
                          f"is not a multiple of it")
     return tubelet
+
+
+def patch_tubelet(sd):
+    """Frames per patch of a state dict's patch kernel (D, 3, tubelet, p, p); 1 without one."""
+    kernel = sd.get("patch_embed.proj.weight")
+    return kernel.shape[2] if torch.is_tensor(kernel) and kernel.ndim == 5 else 1
 
 
 def config_of(sd, **overrides):
@@ -547,11 +552,9 @@ def config_of(sd, **overrides):
                          f"{sorted(sd)[:5]} ...)")
     dim = sd["cls_token"].shape[-1]
     depth = len({k.split(".")[1] for k in sd if k.startswith("blocks.")})
-    kernel = sd.get("patch_embed.proj.weight")  # (D, 3, tubelet, patch, patch)
-    tubelet = dict(tubelet_size=kernel.shape[2]) if kernel is not None and kernel.ndim == 5 else {}
     for cfg in CONFIGS.values():
         if (cfg.embed_dim, cfg.depth) == (dim, depth):
-            return replace(cfg, **{**tubelet, **overrides})
+            return replace(cfg, **{"tubelet_size": patch_tubelet(sd), **overrides})
     raise ValueError(f"no known InternVideo2 size has width {dim} and depth {depth}")
 
 
