@@ -107,7 +107,9 @@ def get_args_parser():
     add("--grad-checkpointing", action="store_true",
         help="recompute the ViTs' block activations in backward (less memory, more time)")
     # loss: a weight of 0 removes its term
-    add("--w-teacher", type=float, default=1.0, help="weight of L2(teacher score, MOS)")
+    add("--w-teacher", type=float, default=1.0, help="weight of L2(teacher score, MOS); 0 "
+        "freezes the teacher whole (with few labels and unlabeled videos, a teacher that already "
+        "scores quality keeps its ranking: README, 'Videos nobody rated')")
     add("--w-student", type=float, default=1.0, help="weight of L2(student score, MOS)")
     add("--w-align", type=float, default=1.0, help="weight of SmoothL1(student, teacher feature)")
     add("--align-to-teacher", action="store_true",

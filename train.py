@@ -93,7 +93,8 @@ def train(args, profile_name):
     # Optimizer, schedule, checkpoints
     total_steps = args.epochs * steps_per_epoch
     trained = [m for m in (student, teacher, raw_model.align) if m is not None]
-    opt = build_optimizer(trained, args.lr, args.weight_decay, layer_decay=args.layer_decay)
+    opt = build_optimizer(trained, args.lr, args.weight_decay, layer_decay=args.layer_decay,
+                          fused=device.type in ("cpu", "cuda"))  # one kernel for the update
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, cosine_with_warmup(int(args.warmup * steps_per_epoch), total_steps))
     scaler = torch.amp.GradScaler(device.type, enabled=args.dtype == "fp16")
@@ -255,6 +256,11 @@ def build_models(args, start_score, with_unlabeled=False):
         fresh_heads.append(student)
     if teacher is None and student is None:
         raise SystemExit("nothing to train: --student none needs a teacher")
+    if teacher in fresh_heads and args.w_teacher == 0 and args.w_unlabeled and with_unlabeled:
+        raise SystemExit("--w-teacher 0 with unlabeled videos: the teacher's quality head is "
+                         "untrained (not in --teacher-ckpt) and frozen, so its scores, the "
+                         "unlabeled videos' targets, mean nothing; load a teacher that scores "
+                         "quality or let --w-teacher train its head")
     with torch.no_grad():
         for m in fresh_heads:
             m.get_parameter(m.SCORE_BIAS).fill_(start_score)

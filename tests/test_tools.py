@@ -89,7 +89,8 @@ def test_compare_pseudo_row_trains_on_its_kd_teachers_scores(tmp_path):
     out, toy = tmp_path / "compare", str(tmp_path / "data" / "toy")
     tiny = ["--toy-variant", "tiny", "--teacher", "tiny", "--frames", "2", "--size", "28",
             "--stride", "1", "--test-clips", "1", "--batch-size", "2", "--workers", "0",
-            "--max-steps", "1", "--pretrain", "0", "--dtype", "fp32"]
+            "--max-steps", "1", "--pretrain", "0", "--dtype", "fp32",
+            "--w-teacher", "1"]  # no stage (--pretrain 0): the KD row's teacher head learns
     code, stdout, err = run(["tools/compare.py", "--rows", "N=2 pseudo", "--seeds", "0", "--jobs",
                              "1", "--out", str(out), "--data-root", toy, "--extra", *tiny],
                             timeout=300)
@@ -109,3 +110,15 @@ def test_compare_pseudo_row_trains_on_its_kd_teachers_scores(tmp_path):
     assert len(set(pseudo)) > 1  # scored video by video
     table = (out / "results.md").read_text().splitlines()
     assert table[2].split("|")[1].strip() == "N=2 pseudo"
+    # A teacher file given (--extra --teacher-ckpt): that teacher scores the hidden contents and no
+    # KD run is needed first; here it is the KD run's, so the pseudo-labels are the same numbers.
+    again = tmp_path / "again"
+    code, stdout, err = run(["tools/compare.py", "--rows", "N=2 pseudo", "--seeds", "0", "--jobs",
+                             "1", "--out", str(again), "--data-root", toy, "--extra", *tiny,
+                             "--teacher-ckpt", str(out / "N=2_KD-s0" / "last.pt")], timeout=300)
+    assert code == 0, stdout[-3000:] + err[-3000:]
+    assert [s.split("]")[1].split(":")[0].strip() for s in stdout.splitlines()
+            if s.startswith("[")] == ["N=2_pseudo-s0"]
+    relisted = datasets.load_csv(again / "N=2_pseudo-s0" / "labels.csv")
+    assert [(it["path"], it["mos"]) for it in relisted] == \
+        [(p, it["mos"]) for p, it in listed.items()]

@@ -136,6 +136,19 @@ def test_unlabeled_needs_a_teacher_and_a_student(toy, tmp_path):
         assert proc.returncode == 2 and "needs a teacher and a student" in proc.stderr
 
 
+def test_a_frozen_teacher_with_an_untrained_head_is_refused(toy, tmp_path):
+    """--w-teacher 0 freezes the whole teacher; without a file that holds its quality head its
+    scores (the unlabeled videos' targets) come from a head nobody trained. Alignment alone with
+    such a teacher stays allowed: it uses the features, not the scores."""
+    listed = unlabeled_list(toy, tmp_path, toy_rows(toy, "train")[:2])
+    proc = main(TINY + ["--data-root", toy, "--unlabeled", listed, "--w-teacher", "0",
+                        "--out", str(tmp_path / "o")], check=False)
+    assert proc.returncode == 1 and "quality head is untrained" in proc.stderr
+    assert not (tmp_path / "o" / "last.pt").exists()
+    main(TINY + ["--data-root", toy, "--w-teacher", "0", "--max-steps", "1", "--out",
+                 str(tmp_path / "aligned")])
+
+
 def test_a_run_with_unlabeled_videos_trains_on_them_and_resumes_exactly(toy, tmp_path):
     """The unlabeled list (a mos column ignored) changes the student; stopped at step 1 and
     resumed to 3 (across an epoch, with --grad-accum, each epoch more unlabeled clips than the
