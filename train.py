@@ -93,8 +93,7 @@ def train(args, profile_name):
     # Optimizer, schedule, checkpoints
     total_steps = args.epochs * steps_per_epoch
     trained = [m for m in (student, teacher, raw_model.align) if m is not None]
-    opt = build_optimizer(trained, args.lr, args.weight_decay, layer_decay=args.layer_decay,
-                          fused=device.type in ("cpu", "cuda"))  # one kernel for the update
+    opt = build_optimizer(trained, args.lr, args.weight_decay, layer_decay=args.layer_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, cosine_with_warmup(int(args.warmup * steps_per_epoch), total_steps))
     scaler = torch.amp.GradScaler(device.type, enabled=args.dtype == "fp16")

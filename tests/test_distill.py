@@ -202,6 +202,32 @@ def test_teacher_alone_and_bf16_prefix():
     assert out["score_teacher"].dtype == torch.float32 and torch.isfinite(out["loss"])
 
 
+def test_two_adamw_steps_by_hand():
+    """build_optimizer's steps (fused on the CPU) against AdamW written out: m = b1 m + (1 - b1) g,
+    v = b2 v + (1 - b2) g^2, bias-corrected, p <- p (1 - lr wd) - lr m_hat / (sqrt(v_hat) + eps);
+    two steps, so that the betas count (one step's bias correction cancels them)."""
+    torch.manual_seed(0)
+    d = pair(student_dim=16)
+    opt = build_optimizer([d.student], lr=1e-2, weight_decay=0.05)
+    assert all(g["fused"] for g in opt.param_groups)
+    wd = {n: g["weight_decay"] for g in opt.param_groups for n in g["names"]}
+    b1, b2, eps, lr = 0.9, 0.999, 1e-8, 1e-2
+    want = {n: p.detach().double().clone() for n, p in d.student.named_parameters()}
+    m = {n: torch.zeros_like(w) for n, w in want.items()}
+    v = {n: torch.zeros_like(w) for n, w in want.items()}
+    for t in (1, 2):
+        for n, p in d.student.named_parameters():
+            p.grad = torch.randn_like(p)
+            g = p.grad.double()
+            m[n] = b1 * m[n] + (1 - b1) * g
+            v[n] = b2 * v[n] + (1 - b2) * g * g
+            m_hat, v_hat = m[n] / (1 - b1 ** t), v[n] / (1 - b2 ** t)
+            want[n] = want[n] * (1 - lr * wd[n]) - lr * m_hat / (v_hat.sqrt() + eps)
+        opt.step()
+    for n, p in d.student.named_parameters():
+        assert torch.allclose(p.double(), want[n], atol=1e-6), n
+
+
 def test_optimizer_groups():
     d = pair(student_dim=16)
     opt = build_optimizer([d.student, d.teacher, d.align], lr=1e-3, weight_decay=0.05,
