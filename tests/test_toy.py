@@ -256,7 +256,8 @@ def test_own_rebuild_after_a_source_changes(tmp_path):
 def test_own_bad_sources_are_one_error_before_encoding(own_dir, tmp_path, monkeypatch):
     short = video(tmp_path / "short.mp4", "testsrc2=s=96x64:r=24", 3)
     broken = tmp_path / "broken.mp4"
-    broken.write_bytes(b"this is not a video\n" * 200)  # fixed: random bytes can probe as some other format (CI saw it once)
+    # fixed bytes: random ones can probe as some other format (CI saw it once)
+    broken.write_bytes(b"this is not a video\n" * 200)
     same_stem = tmp_path / "mandel.mkv"
     same_stem.write_bytes((own_dir / "pattern.mkv").read_bytes())
     mandel = own_dir / "mandel.mp4"
