@@ -81,9 +81,10 @@ def test_compare_runs_the_teacher_stage_first_and_reuses_finished_runs(tmp_path)
 
 
 def test_compare_pseudo_row_trains_on_its_kd_teachers_scores(tmp_path):
-    """The offline label-budget row: N=2 KD runs first; its teacher's scores of the contents left
+    """The offline label-budget rows: N=2 KD runs first; its teacher's scores of the contents left
     unlabeled (predict.py --as-labels) become their labels in the list the row trains on, beside
-    the 2 kept contents' own labels and the untouched test contents."""
+    the 2 kept contents' own labels and the untouched test contents. N=2 pseudo trains alone on
+    it (whatever --extra says of --teacher), N=2 pseudo+KD distilled from that teacher, frozen."""
     import datasets
 
     out, toy = tmp_path / "compare", str(tmp_path / "data" / "toy")
@@ -112,13 +113,42 @@ def test_compare_pseudo_row_trains_on_its_kd_teachers_scores(tmp_path):
     assert table[2].split("|")[1].strip() == "N=2 pseudo"
     # A teacher file given (--extra --teacher-ckpt): that teacher scores the hidden contents and no
     # KD run is needed first; here it is the KD run's, so the pseudo-labels are the same numbers.
-    again = tmp_path / "again"
-    code, stdout, err = run(["tools/compare.py", "--rows", "N=2 pseudo", "--seeds", "0", "--jobs",
-                             "1", "--out", str(again), "--data-root", toy, "--extra", *tiny,
-                             "--teacher-ckpt", str(out / "N=2_KD-s0" / "last.pt")], timeout=300)
+    # The pseudo+KD row trains on the same list, distilled from that teacher frozen whole.
+    again, teacher = tmp_path / "again", out / "N=2_KD-s0" / "last.pt"
+    frozen = [*tiny[:-2], "--w-teacher", "0"]  # the rows' own --w-teacher, not the KD row's 1
+    code, stdout, err = run(["tools/compare.py", "--rows", "N=2 pseudo,N=2 pseudo+KD", "--seeds",
+                             "0", "--jobs", "2", "--out", str(again), "--data-root", toy,
+                             "--extra", *frozen, "--teacher-ckpt", str(teacher)], timeout=300)
     assert code == 0, stdout[-3000:] + err[-3000:]
-    assert [s.split("]")[1].split(":")[0].strip() for s in stdout.splitlines()
-            if s.startswith("[")] == ["N=2_pseudo-s0"]
-    relisted = datasets.load_csv(again / "N=2_pseudo-s0" / "labels.csv")
-    assert [(it["path"], it["mos"]) for it in relisted] == \
-        [(p, it["mos"]) for p, it in listed.items()]
+    assert sorted(s.split("]")[1].split(":")[0].strip() for s in stdout.splitlines()
+                  if s.startswith("[")) == ["N=2_pseudo+KD-s0", "N=2_pseudo-s0"]
+    assert len(os.listdir(again / "pseudo-labels")) == 1  # one predict.py pass for both rows
+    for row in ("N=2_pseudo-s0", "N=2_pseudo+KD-s0"):
+        relisted = datasets.load_csv(again / row / "labels.csv")
+        assert [(it["path"], it["mos"]) for it in relisted] == \
+            [(p, it["mos"]) for p, it in listed.items()]
+    import torch
+
+    alone, distilled = (torch.load(again / row / "last.pt", map_location="cpu", weights_only=False)
+                        for row in ("N=2_pseudo-s0", "N=2_pseudo+KD-s0"))
+    assert "teacher" not in alone and distilled["student"].keys() == alone["student"].keys()
+    # distilled from the file's teacher, frozen whole: none of its weights trained, none saved
+    assert distilled["teacher_partial"] and distilled["teacher"] == {}
+    assert distilled["config"]["teacher_ckpt"] == str(teacher)
+
+
+def test_the_budget_plot_draws_each_kind_with_two_budgets(tmp_path):
+    """Each kind of label-budget row is one line once it has two points; at N = 39 the alone and
+    pseudo rows meet `small`, the distilled ones `small+KD -teacher` (frozen whole, as they are)."""
+    pytest.importorskip("matplotlib")
+    from tools import compare
+
+    at = lambda m: {"srcc": {"median": m, "min": m - 0.01, "max": m + 0.01}}
+    summaries = {"N=2 alone": at(0.1), "N=4 alone": at(0.3), "N=4 pseudo+KD": at(0.35),
+                 "N=8 KD": at(0.3), "small+KD -teacher": at(0.44)}
+    path = tmp_path / "budget.png"
+    # KD: N = 8 and 39; KD+unlabeled: 39 only; pseudo: nothing (its 39 is `small`, absent here)
+    assert compare.budget_plot(path, summaries) == ["alone", "KD", "pseudo+KD"]
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert compare.budget_plot(tmp_path / "none.png", {"N=4 pseudo": at(0.3)}) == []
+    assert not (tmp_path / "none.png").exists()

@@ -38,6 +38,7 @@ if ROOT not in sys.path:
 import argparse
 import collections
 import csv
+import hashlib
 import shutil
 import subprocess
 import threading
@@ -73,10 +74,11 @@ CROSS = ("teacher", "small", "small+KD", "fastvqa", "fastvqa+KD")  # also on the
 
 # The label budget: the labels of N of the 39 training contents (drawn by --split-seed 0, the same
 # N for every seed), every row the same 194 optimizer steps as the quick start (2 epochs of 97). At
-# N = 39 the rows are small and small+KD (nothing is left unlabeled). With a handful of labelled
-# contents the teacher stays frozen whole (--w-teacher 0): its last block and head, trained on N
-# contents, lose the ranking across contents the stage gave them, and its scores are the targets of
-# every unlabeled video (measured at N = 4: 0.392 -> 0.24..0.34 SRCC on the held-out contents).
+# N = 39 the rows are small and small+KD -teacher (nothing is left unlabeled). With a handful of
+# labelled contents the teacher stays frozen whole (--w-teacher 0): its last block and head, trained
+# on N contents, lose the ranking across contents the stage gave them, and its scores are the
+# targets of every unlabeled video (measured at N = 4: 0.392 -> 0.24..0.34 SRCC on the held-out
+# contents).
 BUDGETS = (2, 4, 8)
 STEPS = ["--steps-per-epoch", "97"]
 FROZEN = ["--w-teacher", "0"]
@@ -93,6 +95,9 @@ for n in BUDGETS:
         f"N={n} pseudo": ([*STEPS, "--student", "small", *ALONE],  # + a label list: pseudo_labels
                           f"ViT-S alone on the {n} contents' labels and the teacher's scores of "
                           f"the other {39 - n} (offline, the same frozen teacher)"),
+        f"N={n} pseudo+KD": ([*STEPS, "--student", "small", *FROZEN],
+                             f"ViT-S distilled on the {n} contents' labels and the teacher's "
+                             f"scores of the other {39 - n} (offline targets, teacher frozen)"),
     })
 
 
@@ -112,8 +117,9 @@ def done(out):
 def run(args, row, seed, out, *more):
     """train.py with the row's arguments into `out`, logged to out/log.txt; then out/DONE if it
     ended well."""
+    alone = ALONE if given(RUNS[row][0], "--teacher") == "none" else []  # whatever --extra says
     cmd = [sys.executable, TRAIN_PY, *common(args), *RUNS[row][0], "--seed", str(seed),
-           "--out", out, *args.extra, *more]  # later options win: a pseudo row's --data csv
+           "--out", out, *args.extra, *alone, *more]  # later options win: a pseudo row's --data csv
     env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // args.jobs)))
     line = f"[{time.strftime('%H:%M:%S')}] {os.path.basename(out)}: {' '.join(cmd[1:])}\n"
     sys.stdout.write(line)  # one write: lines from parallel jobs never interleave
@@ -135,16 +141,22 @@ def train(args, row, seed):
             return
         os.makedirs(out, exist_ok=True)
         resume = ["--resume"] if os.path.exists(os.path.join(out, "last.pt")) else []
-        labels = pseudo_labels(args, row, seed, out) if row.endswith(" pseudo") else []
+        labels = pseudo_labels(args, row, seed, out) if is_pseudo(row) else []
         run(args, row, seed, out, *resume, *labels)
+
+
+def is_pseudo(row):
+    """A label-budget row trained on pseudo-labels (N=n pseudo, N=n pseudo+KD)."""
+    return row.startswith("N=") and row.split()[1].startswith("pseudo")
 
 
 def pseudo_labels(args, row, seed, out):
     """The offline path (E-VQA's): the teacher of the budget's distilled rows scores the
-    n-budget's unlabeled contents once (predict.py --as-labels); the list of the n contents' labels,
-    those scores and the test contents is train.py's --data csv. That teacher is frozen whole there
-    (FROZEN), so it is the file of --extra --teacher-ckpt when one is given, else the seed's stage,
-    read from N=n KD's run (which builds it)."""
+    n-budget's unlabeled contents once (predict.py --as-labels, into OUT/pseudo-labels/, shared by
+    the seeds and rows with that teacher file); the list of the n contents' labels, those scores
+    and the test contents is train.py's --data csv. That teacher is frozen whole there (FROZEN), so
+    it is the file of --extra --teacher-ckpt when one is given, else the seed's stage, read from
+    N=n KD's run (which builds it)."""
     n = int(row.split()[0][2:])
     teacher = given(args.extra, "--teacher-ckpt")
     if teacher is None:
@@ -155,14 +167,24 @@ def pseudo_labels(args, row, seed, out):
     kept, hidden = datasets.hide_labels(train_items, n, seed=0)  # train.py's --split-seed 0
     unrated = os.path.join(out, "unrated.csv")
     write_list(unrated, hidden)
-    with open(unrated.replace("unrated", "pseudo"), "w") as f, \
-            open(os.path.join(out, "log.txt"), "a") as log:
-        subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), "--ckpt",
-                        teacher, "--which", "teacher", "--csv",
-                        unrated, "--as-labels", "--dtype", "fp32"], stdout=f, stderr=log,
-                       check=True)
-    scores = {it["path"]: it["mos"] for it in datasets.load_csv(unrated.replace("unrated",
-                                                                                "pseudo"))}
+    # one predict.py pass per teacher file and budget, shared by the seeds and rows that use it
+    size, mtime = os.stat(teacher).st_size, os.stat(teacher).st_mtime_ns
+    with open(unrated, "rb") as f:
+        key = f"{os.path.realpath(teacher)} {size} {mtime} ".encode() + f.read()
+    scored = os.path.join(args.out, "pseudo-labels",
+                          f"N={n}-{hashlib.sha1(key).hexdigest()[:12]}.csv")
+    with LOCKS[scored]:
+        if not os.path.exists(scored):
+            os.makedirs(os.path.dirname(scored), exist_ok=True)
+            tmp = f"{scored}.tmp{os.getpid()}"  # another compare.py may score it too
+            with open(tmp, "w") as f, open(os.path.join(out, "log.txt"), "a") as log:
+                subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), "--ckpt",
+                                teacher, "--which", "teacher", "--csv",
+                                unrated, "--as-labels", "--dtype", "fp32"], stdout=f, stderr=log,
+                               check=True)
+            os.replace(tmp, scored)
+    shutil.copyfile(scored, os.path.join(out, "pseudo.csv"))
+    scores = {it["path"]: it["mos"] for it in datasets.load_csv(scored)}
     labels = os.path.join(out, "labels.csv")
     write_list(labels, kept + [dict(it, mos=scores[it["path"]]) for it in hidden] + test_items)
     return ["--profile", "quick", "--data", "csv", "--labels", labels, "--label-range", "0", "100"]
@@ -252,7 +274,8 @@ def main():
     p.add_argument("--jobs", type=int, default=2,
                    help="train.py runs at once (threads split between them)")
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
-                   help="passed to every train.py run (last)")
+                   help="passed to every train.py run (last; the rows without a teacher keep "
+                   "--teacher none)")
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     known = [*TEACHER_ROWS, *RUNS]
@@ -267,7 +290,7 @@ def main():
     # teacher, then the other distilled rows, which by then find their seed's stage built; the slow
     # ViT-B rows first within each group.
     group = lambda r: 0 if r == "small+KD" else 1 if r in ("small", "base", "fastvqa") else \
-        3 if r.endswith(" pseudo") else 2  # a pseudo row may need its KD row's stage
+        3 if is_pseudo(r) else 2  # a pseudo row may need its KD row's stage
     jobs = sorted(((r, s) for r in runs for s in seeds),
                   key=lambda job: (group(job[0]), "base" not in job[0]))
     cross = [("small+KD" if r == "teacher" else r, s) for r in cross_rows for s in seeds]
@@ -317,17 +340,20 @@ def main():
 
 def budget_plot(path, summaries):
     """SRCC (median, min-max bars) against the labelled contents N of the label-budget rows found
-    in `summaries` ({row: summary}); at N = 39 the rows small (alone, and the pseudo-label row: no
-    unlabeled video is left) and small+KD (both distilled rows). False, drawing nothing, without
-    matplotlib (optional) or without two budgets of a kind."""
+    in `summaries` ({row: summary}); at N = 39, where no unlabeled video is left, the rows small
+    (alone, pseudo) and small+KD -teacher (the distilled rows: the teacher frozen whole). Returns
+    the kinds of row drawn: none, and no file, without matplotlib (optional) or without two
+    budgets of a kind."""
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        return False
-    full = {"alone": "small", "pseudo": "small", "KD": "small+KD", "KD+unlabeled": "small+KD"}
+        return []
+    frozen = "small+KD -teacher"
+    full = {"alone": "small", "KD": frozen, "KD+unlabeled": frozen, "pseudo": "small",
+            "pseudo+KD": frozen}
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.subplots()
-    drawn = 0
+    drawn = []
     for k, (kind, at_39) in enumerate(full.items()):
         points = [(n, summaries[f"N={n} {kind}"]["srcc"]) for n in BUDGETS
                   if f"N={n} {kind}" in summaries]
@@ -336,13 +362,13 @@ def budget_plot(path, summaries):
             continue
         n, s = zip(*points)
         med = [p["median"] for p in s]
-        ax.errorbar([x * (1 + 0.03 * (k - 1.5)) for x in n], med,  # nudged apart: bars visible
+        ax.errorbar([x * (1 + 0.03 * (k - 2)) for x in n], med,  # nudged apart: bars visible
                     yerr=[[m - p["min"] for m, p in zip(med, s)],
                           [p["max"] - m for m, p in zip(med, s)]],
                     marker="o", capsize=3, label=kind)
-        drawn += 1
+        drawn.append(kind)
     if not drawn:
-        return False
+        return []
     ax.set_xscale("log")
     ax.set_xticks([*BUDGETS, 39], [str(n) for n in (*BUDGETS, 39)])
     ax.minorticks_off()
@@ -351,7 +377,7 @@ def budget_plot(path, summaries):
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
     fig.savefig(path, dpi=150)
-    return True
+    return drawn
 
 
 if __name__ == "__main__":
