@@ -353,7 +353,7 @@ def budget_plot(path, summaries):
             "pseudo+KD": frozen}
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.subplots()
-    drawn = []
+    drawn, ticks = [], set()
     for k, (kind, at_39) in enumerate(full.items()):
         points = [(n, summaries[f"N={n} {kind}"]["srcc"]) for n in BUDGETS
                   if f"N={n} {kind}" in summaries]
@@ -367,10 +367,11 @@ def budget_plot(path, summaries):
                           [p["max"] - m for m, p in zip(med, s)]],
                     marker="o", capsize=3, label=kind)
         drawn.append(kind)
+        ticks.update(n)
     if not drawn:
         return []
     ax.set_xscale("log")
-    ax.set_xticks([*BUDGETS, 39], [str(n) for n in (*BUDGETS, 39)])
+    ax.set_xticks(sorted(ticks), [str(n) for n in sorted(ticks)])
     ax.minorticks_off()
     ax.set_xlabel("labelled training contents N (of 39)")
     ax.set_ylabel("SRCC on the 12 held-out contents")
