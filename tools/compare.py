@@ -49,6 +49,7 @@ import torch
 
 import datasets
 import metrics
+import runtime
 
 TRAIN_PY = os.path.join(ROOT, "train.py")
 
@@ -168,7 +169,7 @@ def pseudo_labels(args, row, seed, out):
     unrated = os.path.join(out, "unrated.csv")
     write_list(unrated, hidden)
     # one predict.py pass per teacher file and budget, shared by the seeds and rows that use it
-    size, mtime = os.stat(teacher).st_size, os.stat(teacher).st_mtime_ns
+    size, mtime = runtime.file_stamp(teacher)
     with open(unrated, "rb") as f:
         key = f"{os.path.realpath(teacher)} {size} {mtime} ".encode() + f.read()
     scored = os.path.join(args.out, "pseudo-labels",
@@ -183,7 +184,6 @@ def pseudo_labels(args, row, seed, out):
                                 unrated, "--as-labels", "--dtype", "fp32"], stdout=f, stderr=log,
                                check=True)
             os.replace(tmp, scored)
-    shutil.copyfile(scored, os.path.join(out, "pseudo.csv"))
     scores = {it["path"]: it["mos"] for it in datasets.load_csv(scored)}
     labels = os.path.join(out, "labels.csv")
     write_list(labels, kept + [dict(it, mos=scores[it["path"]]) for it in hidden] + test_items)
