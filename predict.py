@@ -138,6 +138,7 @@ def main():
     p.add_argument("--trust-ckpt", action="store_true",
                    help="allow full unpickling of the checkpoint file")
     args = p.parse_args()
+    runtime.keep_freed_memory()  # each clip reuses the memory the last one freed
 
     model, (lo, hi), geo, trained, official = load_model(args.ckpt, args.which, args)
     lo, hi = args.label_range or (lo, hi)

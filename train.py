@@ -52,6 +52,7 @@ def train(args, profile_name):
     # -------------------------------------------------------------------------------------------
     # Processes, device and seeds
     rank, world, device = runtime.init_distributed(args.device)
+    runtime.keep_freed_memory()  # each step reuses the memory the last one freed: no page faults
     if args.deterministic:
         runtime.deterministic_kernels()
     batch_total = args.batch_size * args.grad_accum * world

@@ -42,7 +42,8 @@ train.py trains in fp32 on a CPU). The sections:
    read_clip exact and >= 4x faster.
 5. The quick start's training step (train.py's QUICK profile: students small, teacher small,
    2x84x84, batch 8, AdamW, clipping) at 1 and 2 threads, fp32 and bf16 autocast: clips/s, and
-   its matmul FLOPs a second as a share of the matmul rate.
+   its matmul FLOPs a second as a share of the matmul rate, and the page faults a step (freed
+   memory kept for reuse as in train.py; --system-malloc: glibc's default, to compare).
 A target's verdict is taken on the figure as printed, so the line always agrees with itself.
 
 Timing: warm-up runs, then the median of several (the timm rows: the best). A run predicted
@@ -59,6 +60,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import argparse
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -529,10 +531,15 @@ def train_section(args, device, targets):
                 show(label, f"skipped: ~{flops / ref['rate']:.0f} s per step at this matmul rate "
                             f"(--budget {args.budget:.0f})")
                 continue
+            step()  # the first step allocates the optimizer's state: not counted below
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             t, runs = timed(step, args.warmup, args.repeats, device)
+            faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / (
+                args.warmup + runs)
             show(label, f"{8 / t:8.2f} clips/s ({t:.2f} s a step, median of {runs}); "
                         f"{flops / 1e9:.0f} GFLOP a step at {rate_text(flops / t)} = "
-                        f"{flops / t / ref['rate']:.0%} of matmul")
+                        f"{flops / t / ref['rate']:.0%} of matmul; {faults:,.0f} page faults "
+                        f"a step")
     torch.set_num_threads(threads)
 
 
@@ -557,6 +564,9 @@ def main():
                    help="run tools/gpu_check.py, the one-shot GPU check, instead")
     p.add_argument("--smoke", action="store_true",
                    help="tiny sizes, to exercise section 4 (or --gpu) on a CPU")
+    p.add_argument("--system-malloc", action="store_true",
+                   help="leave glibc's default (freed blocks go back to the system at once), to "
+                        "compare with runtime.keep_freed_memory, which train.py and predict.py use")
     args = p.parse_args()
     args.dtypes = args.dtypes.split(",")
     if not set(args.dtypes) <= set(DTYPES):
@@ -569,13 +579,15 @@ def main():
         sys.exit(gpu_check.main(["--cache", args.cache] + ["--smoke"] * args.smoke))
 
     device = torch.device(args.device)
+    kept = not args.system_malloc and runtime.keep_freed_memory()  # as train.py and predict.py
     targets = []  # (what, measured, passed) for the summary line
     print(f"machine: {machine(device)}")
     rule, why = runtime.cpu_dtype()
     print(f"dtype rule on this CPU (runtime.cpu_dtype: predict.py without --dtype; train.py "
           f"trains in fp32 on a CPU): {rule} ({why})")
     print(f"mode: {'--quick' if args.quick else 'full'}; timings are medians after {args.warmup} "
-          f"warm-up runs; runs predicted over {args.budget:.0f} s are skipped")
+          f"warm-up runs; runs predicted over {args.budget:.0f} s are skipped; freed memory "
+          f"{'kept for reuse (runtime.keep_freed_memory)' if kept else 'returned to the system'}")
     t_bench = time.perf_counter()
     if args.profile:
         return profile_section(args, device)
