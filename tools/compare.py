@@ -36,7 +36,6 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import argparse
-import collections
 import csv
 import hashlib
 import shutil
@@ -131,13 +130,20 @@ def run(args, row, seed, out, *more):
     open(os.path.join(out, "DONE"), "w").close()
 
 
-LOCKS = collections.defaultdict(threading.Lock)  # a folder's: one job at a time trains into it
+LOCKS, LOCKS_LOCK = {}, threading.Lock()
+
+
+def lock(path):
+    """The lock of a folder or file: one job at a time trains into it (or writes it). Made under a
+    lock of its own, so two jobs asking for a new one at once get the same."""
+    with LOCKS_LOCK:
+        return LOCKS.setdefault(path, threading.Lock())
 
 
 def train(args, row, seed):
     """Run, resume (an interrupted run) or reuse (a finished one) a row's training for one seed."""
     out = folder(args, row, seed)
-    with LOCKS[out]:
+    with lock(out):
         if done(out):
             return
         os.makedirs(out, exist_ok=True)
@@ -174,7 +180,7 @@ def pseudo_labels(args, row, seed, out):
         key = f"{os.path.realpath(teacher)} {size} {mtime} ".encode() + f.read()
     scored = os.path.join(args.out, "pseudo-labels",
                           f"N={n}-{hashlib.sha1(key).hexdigest()[:12]}.csv")
-    with LOCKS[scored]:
+    with lock(scored):
         if not os.path.exists(scored):
             os.makedirs(os.path.dirname(scored), exist_ok=True)
             tmp = f"{scored}.tmp{os.getpid()}"  # another compare.py may score it too
