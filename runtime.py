@@ -84,7 +84,7 @@ def keep_freed_memory():
     system at once. By default a freed block of an activation's size (over 128 KiB, up to 32 MiB)
     goes back (munmap, or a heap trim) and the next step maps fresh pages, one page fault each:
     75,000 faults a ViT-S forward at 8x224x224 (0.15-0.22 s of system time in a 2 s forward) and
-    25,000-49,000 a quick-start step at 2 threads, against none and a few hundred with this
+    7,000-49,000 a quick-start step at 2 threads, against none and a few hundred with this
     (`python tools/bench.py --sections 5` counts them; --system-malloc leaves the default). Both
     thresholds are set: setting either turns glibc's adaptive mmap threshold off, and the trim
     threshold alone made it worse (285,000 faults a forward). The process keeps its peak memory

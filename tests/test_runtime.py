@@ -89,7 +89,6 @@ def test_stop_codes():
         stopper.close()
 
 
-
 RESIDENT = """
 import os, sys
 import torch
