@@ -135,6 +135,17 @@ def test_compare_pseudo_row_trains_on_its_kd_teachers_scores(tmp_path):
     # distilled from the file's teacher, frozen whole: none of its weights trained, none saved
     assert distilled["teacher_partial"] and distilled["teacher"] == {}
     assert distilled["config"]["teacher_ckpt"] == str(teacher)
+    # A teacher file predict.py cannot read: the run stops naming it and its log, and leaves no
+    # half-written pseudo-label list behind (a later try scores again)
+    junk, broken = tmp_path / "junk.pt", tmp_path / "broken"
+    junk.write_bytes(b"not a checkpoint\n" * 64)
+    code, stdout, err = run(["tools/compare.py", "--rows", "N=2 pseudo", "--seeds", "0", "--jobs",
+                             "1", "--out", str(broken), "--data-root", toy, "--extra", *frozen,
+                             "--teacher-ckpt", str(junk)], timeout=120)
+    assert code != 0 and "junk.pt" in err and "log.txt" in err, stdout[-3000:] + err[-3000:]
+    assert os.listdir(broken / "pseudo-labels") == []
+    assert not (broken / "N=2_pseudo-s0" / "DONE").exists()
+    assert "junk.pt" in (broken / "N=2_pseudo-s0" / "log.txt").read_text()  # predict.py's error
 
 
 def test_the_budget_plot_draws_each_kind_with_two_budgets(tmp_path):

@@ -185,10 +185,14 @@ def pseudo_labels(args, row, seed, out):
             os.makedirs(os.path.dirname(scored), exist_ok=True)
             tmp = f"{scored}.tmp{os.getpid()}"  # another compare.py may score it too
             with open(tmp, "w") as f, open(os.path.join(out, "log.txt"), "a") as log:
-                subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), "--ckpt",
-                                teacher, "--which", "teacher", "--csv",
-                                unrated, "--as-labels", "--dtype", "fp32"], stdout=f, stderr=log,
-                               check=True)
+                failed = subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"),
+                                         "--ckpt", teacher, "--which", "teacher", "--csv", unrated,
+                                         "--as-labels", "--dtype", "fp32"], stdout=f,
+                                        stderr=log).returncode
+            if failed:  # nothing half-written stays: the next try scores again
+                os.remove(tmp)
+                sys.exit(f"{os.path.basename(out)}: scoring its unlabeled videos with {teacher} "
+                         f"failed: see {out}/log.txt")
             os.replace(tmp, scored)
     scores = {it["path"]: it["mos"] for it in datasets.load_csv(scored)}
     labels = os.path.join(out, "labels.csv")
