@@ -135,6 +135,16 @@ def test_compare_pseudo_row_trains_on_its_kd_teachers_scores(tmp_path):
     # distilled from the file's teacher, frozen whole: none of its weights trained, none saved
     assert distilled["teacher_partial"] and distilled["teacher"] == {}
     assert distilled["config"]["teacher_ckpt"] == str(teacher)
+    # No teacher file given: the distilled row distils from the teacher that scored its list, the
+    # KD run's (--data csv builds no teacher stage, and a random teacher would be no teacher)
+    code, stdout, err = run(["tools/compare.py", "--rows", "N=2 pseudo+KD", "--seeds", "0",
+                             "--jobs", "1", "--out", str(out), "--data-root", toy, "--extra",
+                             *frozen], timeout=300)
+    assert code == 0, stdout[-3000:] + err[-3000:]
+    ckpt = torch.load(out / "N=2_pseudo+KD-s0" / "last.pt", map_location="cpu", weights_only=False)
+    assert ckpt["config"]["teacher_ckpt"] == str(teacher)
+    assert [(it["path"], it["mos"]) for it in datasets.load_csv(
+        out / "N=2_pseudo+KD-s0" / "labels.csv")] == [(p, it["mos"]) for p, it in listed.items()]
     # A teacher file predict.py cannot read: the run stops naming it and its log, and leaves no
     # half-written pseudo-label list behind (a later try scores again)
     junk, broken = tmp_path / "junk.pt", tmp_path / "broken"

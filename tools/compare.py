@@ -163,15 +163,17 @@ def pseudo_labels(args, row, seed, out):
     the seeds and rows with that teacher file); the list of the n contents' labels, those scores
     and the test contents is train.py's --data csv. That teacher is frozen whole there (FROZEN), so
     it is the file of --extra --teacher-ckpt when one is given, else the seed's stage, read from
-    N=n KD's run (which builds it)."""
-    n = int(row.split()[0][2:])
+    N=n KD's run (which builds it); the pseudo+KD row is given it as its --teacher-ckpt (--data csv
+    builds no stage). The contents kept are --labelled-sources', drawn by --extra's --split-seed."""
+    n, distils = int(row.split()[0][2:]), given(RUNS[row][0], "--teacher") != "none"
     teacher = given(args.extra, "--teacher-ckpt")
     if teacher is None:
         train(args, f"N={n} KD", seed)
         teacher = os.path.join(folder(args, f"N={n} KD", seed), "last.pt")
     items = datasets.load_csv(os.path.join(args.data_root, "toy.csv"))
     train_items, test_items = datasets.official_split(items, "toy")
-    kept, hidden = datasets.hide_labels(train_items, n, seed=0)  # train.py's --split-seed 0
+    kept, hidden = datasets.hide_labels(train_items, n, seed=int(  # as train.py's
+        given(args.extra, "--split-seed") or 0))  # --labelled-sources hides them
     unrated = os.path.join(out, "unrated.csv")
     write_list(unrated, hidden)
     # one predict.py pass per teacher file and budget, shared by the seeds and rows that use it
@@ -197,7 +199,9 @@ def pseudo_labels(args, row, seed, out):
     scores = {it["path"]: it["mos"] for it in datasets.load_csv(scored)}
     labels = os.path.join(out, "labels.csv")
     write_list(labels, kept + [dict(it, mos=scores[it["path"]]) for it in hidden] + test_items)
-    return ["--profile", "quick", "--data", "csv", "--labels", labels, "--label-range", "0", "100"]
+    # --data csv has no teacher stage: a row that distils names the teacher that scored the list
+    return ["--profile", "quick", "--data", "csv", "--labels", labels, "--label-range", "0", "100",
+            *(["--teacher-ckpt", teacher] if distils else [])]
 
 
 def given(argv, option):
