@@ -63,6 +63,9 @@ def load_csv(path, labelled=True):
         items, seen = [], {}
         for row in reader:
             where = f"{path}, line {reader.line_num}"
+            fields = [v for k, v in row.items() if k is not None] + (row.get(None) or [])
+            if not any((v or "").strip() for v in fields):  # a spreadsheet's blank row: ,,,
+                continue
             if None in row:
                 raise ValueError(f"{where}: more fields than the header has columns")
             name = (row["path"] or "").strip()
@@ -75,7 +78,8 @@ def load_csv(path, labelled=True):
             mos = _score(row["mos"], where) if labelled else math.nan
             if not os.path.isfile(video):
                 raise FileNotFoundError(f"{where}: {video} does not exist")
-            source = row.get("source") or os.path.splitext(os.path.basename(video))[0]
+            source = (row.get("source") or "").strip() or \
+                os.path.splitext(os.path.basename(video))[0]
             extra = {k: v or "" for k, v in row.items() if k not in ("path", "mos", "source")}
             items.append(dict(path=video, mos=mos, source=source, **extra))
     if not items:
@@ -89,9 +93,10 @@ def load_unlabeled(path, test_items=()):
     scores on test videos would leak them into training."""
     items = load_csv(path, labelled=False)
     test_paths = {os.path.realpath(it["path"]) for it in test_items}
-    test_sources = {str(it["source"]) for it in test_items}
+    test_sources = {str(it["source"]).strip().lower() for it in test_items}  # in any case
     for it in items:
-        if os.path.realpath(it["path"]) in test_paths or str(it["source"]) in test_sources:
+        if (os.path.realpath(it["path"]) in test_paths
+                or str(it["source"]).strip().lower() in test_sources):
             raise ValueError(f"{path}: {it['path']} (source {it['source']!r}) is a video or a "
                              f"source of the test split: training on it, even unlabeled, "
                              f"leaks the test set")
@@ -428,7 +433,7 @@ def split_by_source(items, test_fraction=0.25, seed=0):
 def read_split(args, toy_csv=None):
     """(train items, test items, the split's own test items) of train.py's --data (toy: the toy
     set's list, toy_csv), --split and --test-labels (then the test items are its, less the
-    sources seen in training)."""
+    sources and files seen in training)."""
     if args.data == "toy":
         items = load_csv(toy_csv)
     elif args.data == "csv":
@@ -445,9 +450,11 @@ def read_split(args, toy_csv=None):
     else:
         train_items, test_items = split_by_source(items, args.test_fraction, args.split_seed)
     split_test = test_items
-    if args.test_labels:
+    if args.test_labels:  # a test video whose source or file trains is left out
         seen = {it["source"] for it in train_items}
-        test_items = [it for it in load_csv(args.test_labels) if it["source"] not in seen]
+        files = {os.path.realpath(it["path"]) for it in train_items}
+        test_items = [it for it in load_csv(args.test_labels)
+                      if it["source"] not in seen and os.path.realpath(it["path"]) not in files]
     if len(test_items) < 4 or not train_items:
         fix = "other --test-labels" if args.test_labels else \
             "more sources, or another --test-fraction"

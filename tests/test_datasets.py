@@ -5,6 +5,8 @@ stand-ins (a few bytes): indexes never decode.
 
 Run from the repository root:  python -m pytest -q tests/test_datasets.py
 """
+import os
+
 import pytest
 
 import datasets
@@ -29,6 +31,48 @@ def test_load_csv(tmp_path):
     with_bom = "\ufeffmos,source,path\n1,s1,clips/a.mp4\n"  # as a spreadsheet may save it
     items = datasets.load_csv(write_csv(tmp_path / "src.csv", with_bom))
     assert items == [dict(path=str(sub / "a.mp4"), mos=1.0, source="s1")]
+
+
+def test_load_csv_skips_blank_rows_and_trims_sources(tmp_path):
+    """A list saved by a spreadsheet: blank rows (`,,`, spaces) between and after the videos are
+    skipped, a source typed with spaces around it is that source."""
+    for name in ("a.mp4", "b.mp4"):
+        (tmp_path / name).write_bytes(b"x")
+    text = ("path,mos,source\r\na.mp4,1, Bookcase \r\n,,\r\n   \r\nb.mp4,2,Bookcase\r\n"
+            ",,,\r\n,,\r\n")
+    items = datasets.load_csv(write_csv(tmp_path / "sheet.csv", text))
+    assert items == [dict(path=str(tmp_path / "a.mp4"), mos=1.0, source="Bookcase"),
+                     dict(path=str(tmp_path / "b.mp4"), mos=2.0, source="Bookcase")]
+
+
+def test_unlabeled_list_refuses_a_test_source_in_any_case_or_spacing(tmp_path):
+    for name in ("test.mp4", "other.mp4"):
+        (tmp_path / name).write_bytes(b"x")
+    test_items = [dict(path=str(tmp_path / "test.mp4"), mos=1.0, source="Bookcase")]
+    for source in (" bookcase", "BOOKCASE "):
+        listed = write_csv(tmp_path / "unrated.csv", f"path,source\nother.mp4,{source}\n")
+        with pytest.raises(ValueError, match="other.mp4 .*source of the test split"):
+            datasets.load_unlabeled(listed, test_items)
+    listed = write_csv(tmp_path / "unrated.csv", "path,source\nother.mp4,Bookshelf\n")
+    assert [it["source"] for it in datasets.load_unlabeled(listed, test_items)] == ["Bookshelf"]
+
+
+def test_test_labels_leave_out_a_file_that_trains_under_another_source(tmp_path):
+    """--test-labels: a test video whose file is in the training list (pseudo-labelled there, its
+    source the file stem) is not evaluated, whatever source the test list gives it."""
+    import argparse
+
+    names = [f"v{i}.mp4" for i in range(6)]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    train = "path,mos,source,split\n" + "".join(f"{n},{i},{n[:2]},train\n"
+                                                for i, n in enumerate(names[:2]))
+    test = "path,mos,source\n" + "".join(f"{n},{i},C{i}\n" for i, n in enumerate(names))
+    args = argparse.Namespace(data="csv", labels=str(write_csv(tmp_path / "train.csv", train)),
+                              split="official", test_labels=str(write_csv(tmp_path / "t.csv", test)))
+    train_items, test_items, _ = datasets.read_split(args)
+    assert [it["source"] for it in train_items] == ["v0", "v1"]
+    assert [os.path.basename(it["path"]) for it in test_items] == names[2:]
 
 
 @pytest.mark.parametrize("text,error,match", [
