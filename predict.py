@@ -151,12 +151,15 @@ def main():
     paths, sources = list(args.videos), {}
     if args.csv:  # only a `path` column is needed; missing files get their error line below
         with open(args.csv, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's BOM
-            rows = list(csv.DictReader(f))
-        if rows and "path" not in rows[0]:
-            sys.exit(f"{args.csv}: no `path` column (header: {', '.join(rows[0])})")
+            reader = csv.DictReader(f)
+            if "path" not in (reader.fieldnames or []):
+                sys.exit(f"{args.csv}: no `path` column (header: {reader.fieldnames})")
+            rows = [r for r in reader  # not a spreadsheet's blank rows (,,,)
+                    if any((v or "").strip() for k, v in r.items() if k is not None)]
         folder = os.path.dirname(os.path.abspath(args.csv))
-        paths += [os.path.join(folder, r["path"]) for r in rows]
-        sources = {os.path.join(folder, r["path"]): r for r in rows}  # --as-labels keeps them
+        for r in rows:
+            paths.append(os.path.join(folder, (r["path"] or "").strip()))
+            sources[paths[-1]] = r  # its source, split and raw-YUV columns: kept by --as-labels
     names = {}  # --kvq: path -> the filename as the split file spells it
     if args.kvq:
         if paths:
@@ -180,18 +183,22 @@ def main():
         p.error("--as-labels writes scores on a label scale: an official FAST-VQA file has none, "
                 "and --kvq writes the challenge's file")
     labels = csv.writer(sys.stdout, lineterminator="\n") if args.as_labels else None
-    print("path,mos,source,split" if labels else ("filename" if args.kvq else "path") +
-          (",raw,quality_0_1" if official else ",score"))
+    yuv_keys = [k for k in video.YUV_KEYS if any(r.get(k) for r in sources.values())]
+    print(",".join(["path", "mos", "source", "split", *yuv_keys]) if labels else
+          ("filename" if args.kvq else "path") + (",raw,quality_0_1" if official else ",score"))
     for path in paths:
         try:
-            clips = data.normalise(video_clips(path, geo).to(device))  # (clips, 3, T, S, S)
+            yuv = data.yuv_args(sources.get(path, {}))  # a raw .yuv's geometry from the list
+            clips = data.normalise(video_clips(path, geo, yuv).to(device))  # (clips, 3, T, S, S)
             with torch.no_grad(), torch.autocast(device.type, dtype, enabled=dtype is not None):
                 score = model(clips).float().mean().item()
             name = names.get(path, path)
             if labels:  # absolute paths: the list reads the same from any folder
                 row, stem = sources.get(path, {}), os.path.splitext(os.path.basename(path))[0]
                 labels.writerow([os.path.abspath(path), f"{lo + (hi - lo) * score:.9g}",
-                                 row.get("source") or stem, row.get("split") or "train"])
+                                 (row.get("source") or "").strip() or stem,
+                                 (row.get("split") or "").strip() or "train",
+                                 *(row.get(k) or "" for k in yuv_keys)])
                 sys.stdout.flush()
             elif official:
                 print(f"{name},{score:.9g},{official_quality(score, official):.9g}", flush=True)
@@ -205,21 +212,22 @@ def main():
     sys.exit(1 if failed else 0)
 
 
-def video_clips(path, geo):
+def video_clips(path, geo, yuv=None):
     """uint8 (clips, 3, T, S, S) of a video at the geometry `geo`: VideoDataset's test clips, or
     with from_start the authors' KVQ clip (their kvq_datasets.py at test): frames 0, stride, 2
     stride, ... within the first frames x stride, the last one repeated in a shorter video; the
-    short side resized, one centre crop."""
+    short side resized, one centre crop. yuv: a raw .yuv's width, height, bit_depth, fps."""
+    yuv = yuv or {}
     if not geo.get("from_start"):
-        ds = data.VideoDataset([dict(path=path, mos=0.0, source=path)], train=False,
+        ds = data.VideoDataset([dict(path=path, mos=0.0, source=path, **yuv)], train=False,
                                frames=geo["frames"], size=geo["size"], stride=geo["stride"],
                                clips=geo["clips"], fragments=geo["fragments"],
                                resize=geo["resize"])
         return ds[0][0]
-    info = video.probe(path)
+    info = video.probe(path, **yuv)
     index = list(range(0, min(geo["frames"] * geo["stride"], info["frames"]), geo["stride"]))
     index += index[-1:] * (geo["frames"] - len(index))
-    frames = video.read_clip(path, index, info=info, short_side=geo["size"])
+    frames = video.read_clip(path, index, info=info, short_side=geo["size"], **yuv)
     return data.to_tensor(data.crop_clip(frames, geo["size"]))[None]
 
 

@@ -243,6 +243,23 @@ def test_as_labels_writes_a_list_that_load_csv_reads(toy, tmp_path):
     for it in items:
         assert it["mos"] == pytest.approx(scores[it["path"]], abs=1e-6)
         assert 0.0 <= it["mos"] <= 100.0  # the toy set's scale
+    # A raw .yuv whose geometry only the list gives (nothing in its name), beside a spreadsheet's
+    # blank rows: scored with that geometry, and the list written keeps it for train.py
+    raw = tmp_path / "clip.yuv"  # 4 frames of 48 x 40, 8-bit 4:2:0
+    raw.write_bytes(torch.randint(0, 256, (4 * 48 * 40 * 3 // 2,), dtype=torch.uint8,
+                                  generator=torch.Generator().manual_seed(0)).numpy().tobytes())
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text(f"path,source,width,height\r\n{rows[0]['path']},c0,,\r\n,,,\r\n"
+                     f"clip.yuv,raw,48,40\r\n  ,,,\r\n")
+    labels = predict_here(["--ckpt", str(out / "last.pt"), "--csv", str(mixed), "--as-labels"])
+    assert labels.returncode == 0, labels.stderr
+    assert labels.stdout.splitlines()[0] == "path,mos,source,split,width,height"
+    path.write_text(labels.stdout)
+    items = datasets.load_csv(path)
+    assert [(it["path"], it["source"]) for it in items] == [(rows[0]["path"], "c0"),
+                                                            (str(raw), "raw")]
+    assert items[0]["mos"] == pytest.approx(scores[rows[0]["path"]], abs=1e-6)
+    assert (items[1]["width"], items[1]["height"]) == ("48", "40") and 0 <= items[1]["mos"] <= 100
 
 
 def test_split_unlabeled_with_a_weight_of_zero_uses_none(toy, tmp_path):
