@@ -232,6 +232,12 @@ def parse_args(argv=None):
         what = "--unlabeled" if args.unlabeled else "--labelled-sources"
         error(f"{what} trains the student on the teacher's scores of unlabeled videos: it needs "
               f"a teacher and a student (or --w-unlabeled 0, which leaves them unused)")
+    lonely = [f for f, v in (("--unlabeled-batch-size", args.unlabeled_batch_size),
+                             ("--w-unlabeled", args.w_unlabeled))
+              if v != p.get_default(f[2:].replace("-", "_"))]
+    if lonely and not (args.unlabeled or args.labelled_sources):  # an option that does nothing
+        error(f"{' and '.join(lonely)} set the unlabeled batch: they need --unlabeled or "
+              f"--labelled-sources")
     for k in ("unlabeled_batch_size", "labelled_sources", "steps_per_epoch"):
         if getattr(args, k) is not None and getattr(args, k) < 1:
             error(f"--{k.replace('_', '-')} must be at least 1, got {getattr(args, k)}")

@@ -967,6 +967,22 @@ def test_missing_dataset_flags_are_one_line_errors(capsys):
             f"train.py: error: --data {args[1]} needs {flags}"]
 
 
+def test_unlabeled_batch_options_without_unlabeled_videos_are_one_line_errors(capsys):
+    for extra, flags in ((["--unlabeled-batch-size", "8"], "--unlabeled-batch-size"),
+                         (["--w-unlabeled", "0.5"], "--w-unlabeled"),
+                         (["--w-unlabeled=2", "--unlabeled-batch-size", "4"],
+                          "--unlabeled-batch-size and --w-unlabeled")):
+        with pytest.raises(SystemExit) as stop:
+            train.parse_args(TINY + extra)
+        assert stop.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"train.py: error: {flags} set the unlabeled batch: they need --unlabeled or "
+            f"--labelled-sources"]
+    for extra in (["--labelled-sources", "2"], ["--unlabeled", "x.csv"]):  # with them: accepted
+        args, _ = train.parse_args(TINY + extra + ["--unlabeled-batch-size", "8"])
+        assert args.unlabeled_batch_size == 8
+
+
 def test_the_frozen_teacher_runs_in_bf16_where_the_run_does(monkeypatch, capsys):
     """A GPU: the paper profile's bf16, the quick profile's fp32. A CPU trains in fp32 whatever
     its bf16 speed (runtime.default_dtype, faked here both ways, is predict.py's rule); the frozen
