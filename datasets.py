@@ -22,6 +22,7 @@ file and line.
 Needs only numpy (and openpyxl for read_rank_pairs, imported there).
 """
 import csv
+import hashlib
 import math
 import os
 import re
@@ -113,6 +114,13 @@ def split_unlabeled(args, train_items, test_items):
     if args.unlabeled:
         unlabeled += load_unlabeled(args.unlabeled, test_items)
     return train_items, unlabeled if args.w_unlabeled else []
+
+
+def digest(items):
+    """A short hash of items' paths and labels, in order: what --resume checks is unchanged (an
+    edited list would change the order of every epoch's clips, the unlabeled ones too)."""
+    text = "".join(f"{it['path']}\t{it['mos']!r}\n" for it in items)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
 def hide_labels(train_items, n_sources, seed=0):

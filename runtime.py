@@ -408,6 +408,9 @@ class Checkpoints:
                    if saved.get(k) != getattr(args, k)]
         if ckpt.get("world", 1) != world:
             changed.append(f"processes {ckpt.get('world', 1)} -> {world}")
+        if saved.get("data_digest") not in (None, getattr(args, "data_digest", None)):
+            changed.append("the training videos or their labels (a list read is not the saved "
+                           "run's: an epoch would draw other clips)")
         base = saved.get("teacher_ckpt")
         if ckpt.get("teacher_file") and ckpt["teacher_file"] != file_stamp(base):
             changed.append(f"{base} has changed since (its frozen teacher blocks came from it)")

@@ -64,6 +64,7 @@ def train(args, profile_name):
     # -------------------------------------------------------------------------------------------
     # Data (and on toy data the teacher stage: a teacher that knows more than the student's data)
     train_items, unlabeled_items, test_items, label_range, probes, pairs = read_data(args)
+    args.data_digest = datasets.digest(train_items + unlabeled_items)  # --resume: the same lists
     steps_per_epoch = args.steps_per_epoch or len(train_items) // batch_total
     if not steps_per_epoch:
         raise SystemExit(f"train.py: {len(train_items)} training videos do not fill one optimizer "

@@ -163,6 +163,15 @@ def test_a_run_with_unlabeled_videos_trains_on_them_and_resumes_exactly(toy, tmp
     for key in ("student", "teacher"):
         assert equal_states(state(tmp_path / "a" / "last.pt", key),
                             state(tmp_path / "b" / "last.pt", key)), key
+    # the list edited since (a video fewer): --resume refuses, saying why, and saves nothing
+    saved = (tmp_path / "b" / "last.pt").read_bytes()
+    assert unlabeled_list(toy, tmp_path, toy_rows(toy, "train")[:4]) == listed  # rewritten
+    proc = main(common + ["--out", str(tmp_path / "b"), "--max-steps", "4", "--resume"],
+                check=False)
+    assert proc.returncode == 1 and "the training videos or their labels" in proc.stderr
+    assert (tmp_path / "b" / "last.pt").read_bytes() == saved
+    unlabeled_list(toy, tmp_path, toy_rows(toy, "train")[:5])  # as it was: it resumes
+    main(common + ["--out", str(tmp_path / "b"), "--max-steps", "4", "--resume"])
     main(TINY + ["--data-root", toy, "--grad-accum", "2", "--steps-per-epoch", "2", "--out",
                  str(tmp_path / "c"), "--max-steps", "3", "--test-clips", "1"])
     assert not equal_states(state(tmp_path / "a" / "last.pt"), state(tmp_path / "c" / "last.pt"))
