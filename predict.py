@@ -189,7 +189,7 @@ def main():
     for path in paths:
         try:
             yuv = data.yuv_args(sources.get(path, {}))  # a raw .yuv's geometry from the list
-            clips = data.normalise(video_clips(path, geo, yuv).to(device))  # (clips, 3, T, S, S)
+            clips = data.normalise(video_clips(path, geo, **yuv).to(device))  # (clips, 3, T, S, S)
             with torch.no_grad(), torch.autocast(device.type, dtype, enabled=dtype is not None):
                 score = model(clips).float().mean().item()
             name = names.get(path, path)
@@ -212,12 +212,11 @@ def main():
     sys.exit(1 if failed else 0)
 
 
-def video_clips(path, geo, yuv=None):
+def video_clips(path, geo, **yuv):
     """uint8 (clips, 3, T, S, S) of a video at the geometry `geo`: VideoDataset's test clips, or
     with from_start the authors' KVQ clip (their kvq_datasets.py at test): frames 0, stride, 2
     stride, ... within the first frames x stride, the last one repeated in a shorter video; the
     short side resized, one centre crop. yuv: a raw .yuv's width, height, bit_depth, fps."""
-    yuv = yuv or {}
     if not geo.get("from_start"):
         ds = data.VideoDataset([dict(path=path, mos=0.0, source=path, **yuv)], train=False,
                                frames=geo["frames"], size=geo["size"], stride=geo["stride"],
