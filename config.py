@@ -135,8 +135,8 @@ def get_args_parser():
     add("--split-seed", type=int, default=0, help="seed of the random content split")
     add("--test-fraction", type=float, default=0.25,
         help="share of sources a random split holds out")
-    add("--test-labels", help="evaluate on this CSV list, its sources and files seen in training "
-        "left out (not given: the split's test videos)")
+    add("--test-labels", help="evaluate on this CSV list, its sources (in any case) and files seen "
+        "in training left out (not given: the split's test videos)")
     add("--unlabeled", help="a CSV list of videos without labels (`path`, optional `source`; a "
         "`mos` column is ignored): each step also takes a batch of them, the teacher's score "
         "their target (none of them may be a video or a source of the test split)")

@@ -64,8 +64,7 @@ def load_csv(path, labelled=True):
         items, seen = [], {}
         for row in reader:
             where = f"{path}, line {reader.line_num}"
-            fields = [v for k, v in row.items() if k is not None] + (row.get(None) or [])
-            if not any((v or "").strip() for v in fields):  # a spreadsheet's blank row: ,,,
+            if is_blank(row):
                 continue
             if None in row:
                 raise ValueError(f"{where}: more fields than the header has columns")
@@ -88,16 +87,21 @@ def load_csv(path, labelled=True):
     return items
 
 
+def is_blank(row):
+    """A csv.DictReader row with nothing in it: the blank rows a spreadsheet leaves (`,,,`)."""
+    fields = [v for k, v in row.items() if k is not None] + (row.get(None) or [])
+    return not any((v or "").strip() for v in fields)
+
+
 def load_unlabeled(path, test_items=()):
     """Items of a list of videos nobody rated (`path`, optional `source`; a `mos` column is
     ignored), mos NaN. A video or a source of the test split in it is refused: the teacher's
     scores on test videos would leak them into training."""
     items = load_csv(path, labelled=False)
     test_paths = {os.path.realpath(it["path"]) for it in test_items}
-    test_sources = {str(it["source"]).strip().lower() for it in test_items}  # in any case
+    test_sources = {str(it["source"]).lower() for it in test_items}  # in any case
     for it in items:
-        if (os.path.realpath(it["path"]) in test_paths
-                or str(it["source"]).strip().lower() in test_sources):
+        if os.path.realpath(it["path"]) in test_paths or str(it["source"]).lower() in test_sources:
             raise ValueError(f"{path}: {it['path']} (source {it['source']!r}) is a video or a "
                              f"source of the test split: training on it, even unlabeled, "
                              f"leaks the test set")
@@ -459,10 +463,10 @@ def read_split(args, toy_csv=None):
         train_items, test_items = split_by_source(items, args.test_fraction, args.split_seed)
     split_test = test_items
     if args.test_labels:  # a test video whose source or file trains is left out
-        seen = {it["source"] for it in train_items}
+        seen = {str(it["source"]).lower() for it in train_items}  # in any case
         files = {os.path.realpath(it["path"]) for it in train_items}
-        test_items = [it for it in load_csv(args.test_labels)
-                      if it["source"] not in seen and os.path.realpath(it["path"]) not in files]
+        test_items = [it for it in load_csv(args.test_labels) if str(it["source"]).lower()
+                      not in seen and os.path.realpath(it["path"]) not in files]
     if len(test_items) < 4 or not train_items:
         fix = "other --test-labels" if args.test_labels else \
             "more sources, or another --test-fraction"

@@ -154,8 +154,7 @@ def main():
             reader = csv.DictReader(f)
             if "path" not in (reader.fieldnames or []):
                 sys.exit(f"{args.csv}: no `path` column (header: {reader.fieldnames})")
-            rows = [r for r in reader  # not a spreadsheet's blank rows (,,,)
-                    if any((v or "").strip() for k, v in r.items() if k is not None)]
+            rows = [r for r in reader if not datasets.is_blank(r)]
         folder = os.path.dirname(os.path.abspath(args.csv))
         for r in rows:
             paths.append(os.path.join(folder, (r["path"] or "").strip()))

@@ -59,20 +59,23 @@ def test_unlabeled_list_refuses_a_test_source_in_any_case_or_spacing(tmp_path):
 
 def test_test_labels_leave_out_a_file_that_trains_under_another_source(tmp_path):
     """--test-labels: a test video whose file is in the training list (pseudo-labelled there, its
-    source the file stem) is not evaluated, whatever source the test list gives it."""
+    source the file stem) is not evaluated, whatever source the test list gives it; nor one of a
+    content that trains, its name in another case."""
     import argparse
 
-    names = [f"v{i}.mp4" for i in range(6)]
+    names = [f"v{i}.mp4" for i in range(7)]
     for name in names:
         (tmp_path / name).write_bytes(b"x")
     train = "path,mos,source,split\n" + "".join(f"{n},{i},{n[:2]},train\n"
                                                 for i, n in enumerate(names[:2]))
-    test = "path,mos,source\n" + "".join(f"{n},{i},C{i}\n" for i, n in enumerate(names))
-    args = argparse.Namespace(data="csv", labels=str(write_csv(tmp_path / "train.csv", train)),
-                              split="official", test_labels=str(write_csv(tmp_path / "t.csv", test)))
+    test = "path,mos,source\n" + "".join(f"{n},{i},C{i}\n" for i, n in enumerate(names[:-1]))
+    test += f"{names[-1]},5,V1\n"  # a content that trains (v1), in another case
+    labels, tests = write_csv(tmp_path / "train.csv", train), write_csv(tmp_path / "t.csv", test)
+    args = argparse.Namespace(data="csv", labels=str(labels), split="official",
+                              test_labels=str(tests))
     train_items, test_items, _ = datasets.read_split(args)
     assert [it["source"] for it in train_items] == ["v0", "v1"]
-    assert [os.path.basename(it["path"]) for it in test_items] == names[2:]
+    assert [os.path.basename(it["path"]) for it in test_items] == names[2:-1]
 
 
 @pytest.mark.parametrize("text,error,match", [
