@@ -29,7 +29,8 @@ from functools import partial
 import numpy as np
 import torch
 
-from video import SWS, YUV_KEYS, is_yuv, probe, read_clip, resize, resized_size, yuv_format
+from video import (BATCH_PROBES, SWS, YUV_KEYS, is_yuv, probe, probe_many, read_clip, read_clips,
+                   resize, resized_size, yuv_format)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -179,7 +180,8 @@ def _probe_key(item):
 
 
 def check_videos(items, workers=8, memo=None):
-    """probe() every item (threads: the work is in ffmpeg processes); returns the probe dicts.
+    """probe() every item (threads: the work is in ffmpeg processes; containers listed
+    BATCH_PROBES to a run by video.probe_many); returns the probe dicts.
 
     Finds missing, zero-byte, truncated and non-video files before training; raises one error that
     lists every bad file (FileNotFoundError when they are all missing, else ValueError). memo: a
@@ -195,15 +197,30 @@ def check_videos(items, workers=8, memo=None):
         except (OSError, ValueError):
             known = {}  # unreadable: probe again and rewrite it
 
-    def safe_probe(item):
+    def safe_probe(item, listed):
         try:
             key = _probe_key(item)
-            return key, known.get(key) or probe(item["path"], **yuv_args(item))
+            return key, known.get(key) or listed.get(item["path"]) or probe(item["path"],
+                                                                            **yuv_args(item))
         except (OSError, ValueError) as e:
             return None, e
 
+    def unknown_container(item):
+        try:
+            return not is_yuv(item["path"]) and os.path.getsize(item["path"]) and \
+                _probe_key(item) not in known
+        except OSError:
+            return False  # probe() names the problem
+
+    def check(chunk):  # its containers not remembered listed by one ffmpeg run, the rest alone
+        todo = [it["path"] for it in chunk if unknown_container(it)]
+        listed = probe_many(todo) if len(todo) > 1 else {}
+        listed = {todo[i]: info for i, info in listed.items()}
+        return [safe_probe(it, listed) for it in chunk]
+
     with ThreadPoolExecutor(workers) as pool:
-        done = list(pool.map(safe_probe, items))
+        chunks = [items[i : i + BATCH_PROBES] for i in range(0, len(items), BATCH_PROBES)]
+        done = [d for part in pool.map(check, chunks) for d in part]
     errors = [e for _, e in done if isinstance(e, Exception)]
     if errors:
         kind = (FileNotFoundError if all(isinstance(e, FileNotFoundError) for e in errors)
@@ -346,38 +363,58 @@ class VideoDataset(torch.utils.data.Dataset):
                        for i in infos]
         return max(frame_bytes), sum(b * i["frames"] for b, i in zip(frame_bytes, infos))
 
-    def _view(self, read, clips, size, grid, rng):
-        """Crops, or fragments on a grid, of the frames at each row of `clips`, one read per clip:
-        uint8 (3, T, S, S) when training, else (clips, 3, T, S, S)."""
+    def _view(self, frames, size, grid, rng):
+        """Crops, or fragments on a grid, of each clip's frames (one (T, H, W, 3) array a row of
+        the clip's frame indices): uint8 (3, T, S, S) when training, else (clips, 3, T, S, S)."""
         out = []
-        for k, idx in enumerate(clips):
+        for k, clip in enumerate(frames):
             if grid:  # at test: a fixed generator per clip number
-                frames = fragment_clip(read(idx), size, eval_rng(k) if rng is None else rng, grid)
+                clip = fragment_clip(clip, size, eval_rng(k) if rng is None else rng, grid)
             else:
-                frames = crop_clip(read(idx), size, rng)  # at test: centred
-            out.append(to_tensor(frames))
+                clip = crop_clip(clip, size, rng)  # at test: centred
+            out.append(to_tensor(clip))
         return out[0] if self.train else torch.stack(out)
 
-    def __getitem__(self, index):
+    def _plan(self, index):
+        """What item `index` draws before a pixel is read: (item, target, rng, views). views: the
+        first view's and the student's (size, grid, frame rows (clips, T), short side, cached
+        video or None); rng (None at test) draws the crops next."""
         item = self.items[index % len(self.items)]  # index n + i: item i's next visit, other crops
         path, yuv = item["path"], yuv_args(item)
+        video = None
         if self.cache:  # every frame, memory-mapped: reading a clip copies just its frames
             video = cached_frames(path, self.cache, self.size, self.info.get(path), **yuv)
-            n, read = len(video), video.__getitem__
-        else:
-            info = self._probe(path, yuv)
-            n = info["frames"]
-            read = partial(read_clip, path, info=info, short_side=self.short_side, **yuv)
+        n = len(video) if video is not None else self._probe(path, yuv)["frames"]
         target = torch.tensor((item["mos"] - self.lo) / (self.hi - self.lo), dtype=torch.float32)
         rng = self._rng(index) if self.train else None
         clips = (train_indices(n, self.frames, self.stride, rng)[None] if self.train
                  else eval_indices(n, self.frames, self.stride, self.clips))  # (clips, T)
-        clip = self._view(read, clips, self.size, self.grid, rng)
+        views = [(self.size, self.grid, clips, self.short_side, video)]
         if self.student:  # training: the same moment, around the clip's centre frame
-            v = self.student
-            native = partial(read_clip, path, info=self._probe(path, yuv), **yuv)
+            v = self.student  # always native fragments, decoded from the video itself
             windows = ([centred_indices(n, v["frames"], v["stride"], (idx[0] + idx[-1]) // 2)
                         for idx in clips] if self.train  # at test: its own clips, as alone
                        else eval_indices(n, v["frames"], v["stride"], self.clips))
-            clip = clip, self._view(native, windows, v["size"], v["fragments"], rng)
-        return clip, target, index
+            views.append((v["size"], v["fragments"], windows, None, None))
+        return item, target, rng, views
+
+    def __getitem__(self, index):
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices):
+        """[self[i] for i in indices], every clip read by one video.read_clips call: small videos
+        are then decoded several to an ffmpeg run, not one each (torch's DataLoader fetches a batch
+        through this when it exists). The random draws are those of each item alone."""
+        plans = [self._plan(i) for i in indices]
+        reads = [dict(path=item["path"], frame_indices=idx, short_side=short,
+                      info=self._probe(item["path"], yuv_args(item)), **yuv_args(item))
+                 for item, _, _, views in plans for _, _, rows, short, video in views
+                 if video is None for idx in rows]
+        decoded = iter(read_clips(reads))
+        out = []
+        for index, (item, target, rng, views) in zip(indices, plans):
+            frames = [[next(decoded) if video is None else video[idx] for idx in rows]
+                      for _, _, rows, _, video in views]  # every view's, before any draw
+            clip = [self._view(f, size, grid, rng) for f, (size, grid, *_) in zip(frames, views)]
+            out.append((clip[0] if len(clip) == 1 else tuple(clip), target, index))
+        return out

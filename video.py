@@ -18,6 +18,7 @@ Needs only numpy and imageio-ffmpeg.
 import os
 import re
 import subprocess
+import tempfile
 
 import imageio_ffmpeg
 import numpy as np
@@ -152,15 +153,21 @@ def probe(path, width=None, height=None, bit_depth=None, fps=None):
            "-f", "framecrc", "-"]  # one line per packet: stream, dts, pts, duration, size, checksum
     out = _run(cmd, path, "listing its packets", TIMEOUT_S + size / PROBE_BYTES_S)
     err = out.stderr.decode(errors="replace")
-    stream = re.search(r"Stream #0:\d+.*?: Video: (.*)", err)  # the input's stream line comes first
     if "matches no streams" in err:
         raise ValueError(f"{path}: no video stream")
-    if stream is None or out.returncode:
+    if out.returncode:
+        raise ValueError(f"{path}: cannot be opened as a video ({_ffmpeg_problem(err)})")
+    return _listed(path, err, out.stdout.decode(errors="replace"))
+
+
+def _listed(path, err, listing, number=0):
+    """probe()'s dict from ffmpeg's log of input `number` (`err`) and its packet listing."""
+    stream = re.search(rf"Stream #{number}:\d+.*?: Video: (.*)", err)  # the input's comes first
+    if stream is None:
         raise ValueError(f"{path}: cannot be opened as a video ({_ffmpeg_problem(err)})")
     if "partial file" in err:  # the index promises more data than the file holds
         raise ValueError(f"{path}: truncated file ({_ffmpeg_problem(err)})")
     dims = re.search(r"\b([1-9]\d*)x([1-9]\d*)\b", stream[1])  # skips codec tags such as 0x31637661
-    listing = out.stdout.decode(errors="replace")
     pts = [int(line.split(",")[2]) for line in listing.splitlines()
            if line and not line.startswith("#")]
     if dims is None or not pts:
@@ -172,6 +179,41 @@ def probe(path, width=None, height=None, bit_depth=None, fps=None):
     fps = grid[1] if grid else float(rate[1]) * (1000 if rate[2] else 1) if rate else 0.0
     start = grid[0] if grid else None
     return dict(frames=len(pts), width=int(dims[1]), height=int(dims[2]), fps=fps, start=start)
+
+
+BATCH_PROBES = 16  # containers listed by one ffmpeg run in probe_many
+
+
+def probe_many(paths):
+    """{number in paths: probe(path)} for containers (not .yuv), listed by one ffmpeg run, each to
+    its own file: starting ffmpeg costs more than listing a small video. Whatever that run cannot
+    list is left out (a file it cannot open fails the whole run; a truncated one, all of it):
+    probe() those one by one, for their own error."""
+    paths = [str(p) for p in paths]
+    with tempfile.TemporaryDirectory(prefix="probes-") as tmp:
+        cmd = [FFMPEG, "-nostdin", "-hide_banner", "-nostats", "-copyts"]
+        cmd += [a for p in paths for a in ("-i", p)]
+        cmd += [a for i in range(len(paths)) for a in ("-map", f"{i}:v:0", "-c", "copy", "-f",
+                                                       "framecrc", os.path.join(tmp, f"{i}.crc"))]
+        try:
+            timeout = TIMEOUT_S + sum(map(os.path.getsize, paths)) / PROBE_BYTES_S
+            out = subprocess.run(cmd, capture_output=True, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired):
+            return {}
+        err = out.stderr.decode(errors="replace")
+        if out.returncode or "partial file" in err:
+            return {}
+        # the log: each input's header and streams, then the outputs'
+        parts = re.split(r"^(?=Input #\d+, |Stream mapping:|Output #)", err, flags=re.M)
+        logs = {int(m[1]): part for part in parts if (m := re.match(r"Input #(\d+), ", part))}
+        got = {}
+        for i, path in enumerate(paths):
+            try:
+                with open(os.path.join(tmp, f"{i}.crc"), errors="replace") as f:
+                    got[i] = _listed(path, logs.get(i, ""), f.read(), i)
+            except (OSError, ValueError):
+                pass  # probe() it alone
+        return got
 
 
 # -----------------------------------------------------------------------------
@@ -209,10 +251,11 @@ def _read_yuv(path, idx, width, height, bit_depth, size=None):
     return np.stack([_yuv_to_rgb(y[i], u[i], v[i], bit_depth, size) for i in idx])
 
 
-def _decode(path, kept, info, seek=None, size=None):
-    """RGB frames at `kept` (sorted, evenly spaced). With `seek` (seconds) ffmpeg jumps to the
-    keyframe at or before it and a frame's index comes from its presentation time, so wherever
-    the jump lands only wanted frames come out; without, it decodes from the start and counts.
+def _decode_args(path, kept, info, seek, size, stream=0):
+    """(input options, output options, timeout in s) of decoding the frames `kept` (sorted, evenly
+    spaced) of input number `stream` into raw RGB. With `seek` (seconds) ffmpeg jumps to the
+    keyframe at or before it and a frame's index comes from its presentation time, so wherever the
+    jump lands only wanted frames come out; without, it decodes from the start and counts.
     size = (h, w): the kept frames are resized by the scaler that converts them to RGB (SWS)."""
     if seek is None:
         index, start = "n", []
@@ -225,18 +268,105 @@ def _decode(path, kept, info, seek=None, size=None):
     h, w = size or (info["height"], info["width"])
     # its output is rgb24: one pass, then the pipe
     scale = f",scale={w}:{h}:flags={SWS}" if size else ""
-    cmd = [FFMPEG, "-nostdin", "-v", "error", "-noautorotate", *start, "-i", path, "-map", "0:v:0",
-           "-vf", f"select='{pick}'{scale}", "-fps_mode", "passthrough",
-           "-frames:v", str(len(kept)),  # then stop
-           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    outputs = ["-map", f"{stream}:v:0", "-vf", f"select='{pick}'{scale}", "-fps_mode",
+               "passthrough", "-frames:v", str(len(kept)),  # then stop
+               "-f", "rawvideo", "-pix_fmt", "rgb24"]
     # from the start: every frame up to the last; after a seek: the span plus a GOP of up to 10 s
     decoded = b + 1 if seek is None else b - a + 1 + 10 * max(info["fps"], 1)
     timeout = TIMEOUT_S + decoded * info["width"] * info["height"] / DECODE_PIXELS_S
-    out = _run(cmd, path, f"decoding frames {a}..{b}", timeout)
+    return ["-noautorotate", *start, "-i", path], outputs, timeout
+
+
+def _decode(path, kept, info, seek=None, size=None):
+    """RGB frames (N, h, w, 3) at `kept` (_decode_args), N < len(kept) where the video ends or a
+    seek lands late; one ffmpeg run, an error naming the file if it fails."""
+    inputs, outputs, timeout = _decode_args(path, kept, info, seek, size)
+    h, w = size or (info["height"], info["width"])
+    out = _run([FFMPEG, "-nostdin", "-v", "error", *inputs, *outputs, "-"], path,
+               f"decoding frames {kept[0]}..{kept[-1]}", timeout)
     if out.returncode or len(out.stdout) % (h * w * 3):
-        raise ValueError(f"{path}: decoding {len(kept)} frames in {a}..{b} failed "
+        raise ValueError(f"{path}: decoding {len(kept)} frames in {kept[0]}..{kept[-1]} failed "
                          f"({_ffmpeg_problem(out.stderr.decode(errors='replace'))})")
     return np.frombuffer(out.stdout, np.uint8).reshape(-1, h, w, 3)
+
+
+# Batched reads (read_clips): at most this many videos a run, each at most this many pixels a frame
+# (each one's decoder holds its reference frames: a batch of 4K videos would hold gigabytes).
+BATCH_VIDEOS, BATCH_PIXELS = 8, 1920 * 1080
+
+
+def _decode_batch(plans):
+    """{number in plans: frames} for the plans (containers, each with a first seek) whose first
+    seek decoded every kept frame, in one ffmpeg run: each video its own input (one decoder thread:
+    they run side by side) and its own output file. {} when the run fails: read_clip then reads
+    each one alone and names the file that failed."""
+    with tempfile.TemporaryDirectory(prefix="clips-") as tmp:
+        cmd, outs, timeout = [FFMPEG, "-nostdin", "-v", "error"], [], 0.0
+        for i, p in enumerate(plans):
+            inputs, outputs, t = _decode_args(p["path"], p["kept"], p["info"], p["seeks"][0],
+                                              p["size"], stream=i)
+            cmd += ["-threads", "1", *inputs]
+            outs += [*outputs, os.path.join(tmp, f"{i}.rgb")]
+            timeout += t
+        try:
+            if subprocess.run(cmd + outs, capture_output=True, timeout=timeout).returncode:
+                return {}
+        except subprocess.TimeoutExpired:
+            return {}
+        got = {}
+        for i, p in enumerate(plans):
+            h, w = p["size"] or (p["info"]["height"], p["info"]["width"])
+            frames = np.fromfile(os.path.join(tmp, f"{i}.rgb"), np.uint8)
+            if frames.size == len(p["kept"]) * h * w * 3:  # whole; else read alone, with retries
+                got[i] = frames.reshape(-1, h, w, 3)
+        return got
+
+
+def _plan(path, frame_indices, width=None, height=None, bit_depth=None, fps=None, info=None,
+          short_side=None):
+    """read_clip's arguments checked and its work planned: dict(path, idx (clamped to the video),
+    size ((h, w) or None), info), and raw .yuv's `yuv` (width, height, bit depth) or a
+    container's `kept` (the frames to decode: sorted, evenly spaced) and `seeks` (where to jump,
+    tried in turn until one returns every kept frame; None: from the start)."""
+    path = str(path)
+    idx = np.asarray(frame_indices, dtype=np.int64).reshape(-1)
+    if idx.size == 0 or idx.min() < 0 or (short_side is not None and not short_side >= 1):
+        raise ValueError(f"{path}: need frame indices >= 0 (a non-empty list) and "
+                         f"a short_side >= 1 or None, got {frame_indices} and {short_side}")
+    info = info or probe(path, width, height, bit_depth, fps)
+    idx = np.minimum(idx, info["frames"] - 1)
+    size = resized_size(info["height"], info["width"], int(short_side)) if short_side else None
+    plan = dict(path=path, idx=idx, size=size, info=info)
+    if is_yuv(path):
+        return dict(plan, yuv=yuv_format(path, width, height, bit_depth, fps)[:3])
+    kept = np.unique(idx)  # sorted; select emits each frame once, in order
+    if len(set(np.diff(kept))) > 1:  # not evenly spaced (rare): keep the whole span, pick later
+        kept = np.arange(kept[0], kept[-1] + 1)
+    seeks = [None]  # None: decode from the start
+    if info["start"] is not None:
+        # Aim a quarter frame past the first frame: the jump goes to the keyframe at or before it,
+        # whatever the rounding. One that lands late (MPEG-TS, open-GOP leading frames) misses
+        # frames: then 5 s earlier, then from the start.
+        first = info["start"] + (kept[0] + 0.25) / info["fps"]
+        seeks = [first, first - 5, None] if kept[0] / info["fps"] > 5 else [first, None]
+    return dict(plan, kept=kept, seeks=seeks)
+
+
+def _read_planned(plan, frames=None):
+    """The frames of a plan, (T, H, W, 3) uint8 at its indices; `frames`: its kept frames, when a
+    batch run decoded them whole."""
+    path, idx = plan["path"], plan["idx"]
+    if "yuv" in plan:
+        return _read_yuv(path, idx, *plan["yuv"], plan["size"])
+    kept = plan["kept"]
+    for seek in plan["seeks"] if frames is None else ():
+        frames = _decode(path, kept, plan["info"], seek, plan["size"])
+        if len(frames) == len(kept):
+            break
+    if not len(frames):
+        raise ValueError(f"{path}: no frames decoded in {kept[0]}..{kept[-1]}")
+    # fewer frames than asked (a damaged tail): the last decoded one stands in for the rest
+    return frames[np.minimum(np.searchsorted(kept, idx), len(frames) - 1)]
 
 
 def read_clip(path, frame_indices, width=None, height=None, bit_depth=None, fps=None, info=None,
@@ -249,35 +379,28 @@ def read_clip(path, frame_indices, width=None, height=None, bit_depth=None, fps=
     with their RGB conversion: no full-size RGB frame is made. Indices past the end repeat the last
     frame. `info`: probe()'s result (probed when None). Containers: only the wanted frames are
     converted, after a seek to the keyframe before the first one where the timestamps allow (see
-    _decode); ffmpeg's scaler resizes (SWS). Raw .yuv: width, height, bit_depth (default 8) from the
-    arguments or the file name; BT.709 from 720 lines up, else BT.601; resize() on the planes.
+    _decode_args); ffmpeg's scaler resizes (SWS). Raw .yuv: width, height, bit_depth (default 8)
+    from the arguments or the file name; BT.709 from 720 lines up, else BT.601; resize() on the
+    planes.
     """
-    path = str(path)
-    idx = np.asarray(frame_indices, dtype=np.int64).reshape(-1)
-    if idx.size == 0 or idx.min() < 0 or (short_side is not None and not short_side >= 1):
-        raise ValueError(f"{path}: need frame indices >= 0 (a non-empty list) and "
-                         f"a short_side >= 1 or None, got {frame_indices} and {short_side}")
-    info = info or probe(path, width, height, bit_depth, fps)
-    idx = np.minimum(idx, info["frames"] - 1)
-    size = resized_size(info["height"], info["width"], int(short_side)) if short_side else None
-    if is_yuv(path):
-        w, h, bits, _ = yuv_format(path, width, height, bit_depth, fps)
-        return _read_yuv(path, idx, w, h, bits, size)
-    kept = np.unique(idx)  # sorted; select emits each frame once, in order
-    if len(set(np.diff(kept))) > 1:  # not evenly spaced (rare): keep the whole span, pick later
-        kept = np.arange(kept[0], kept[-1] + 1)
-    seeks = [None]  # None: decode from the start
-    if info["start"] is not None:
-        # Aim a quarter frame past the first frame: the jump goes to the keyframe at or before it,
-        # whatever the rounding. One that lands late (MPEG-TS, open-GOP leading frames) misses
-        # frames: then 5 s earlier, then from the start.
-        first = info["start"] + (kept[0] + 0.25) / info["fps"]
-        seeks = [first, first - 5, None] if kept[0] / info["fps"] > 5 else [first, None]
-    for seek in seeks:
-        frames = _decode(path, kept, info, seek, size)
-        if len(frames) == len(kept):
-            break
-    if not len(frames):
-        raise ValueError(f"{path}: no frames decoded in {kept[0]}..{kept[-1]}")
-    # fewer frames than asked (a damaged tail): the last decoded one stands in for the rest
-    return frames[np.minimum(np.searchsorted(kept, idx), len(frames) - 1)]
+    return _read_planned(_plan(path, frame_indices, width, height, bit_depth, fps, info,
+                               short_side))
+
+
+def read_clips(requests):
+    """[read_clip(**r) for r in requests], the same frames, faster for small videos: starting
+    ffmpeg costs about 10 ms, more than decoding a small clip, so the containers that can seek (a
+    probe()d `info` with a start) of at most BATCH_PIXELS a frame are decoded BATCH_VIDEOS to an
+    ffmpeg run. What such a run does not return whole (a damaged file, a seek that lands late) is
+    read by read_clip's own path, which retries and names the file. requests: dicts of
+    read_clip's arguments (path, frame_indices and any of the rest)."""
+    plans = [_plan(**r) for r in requests]
+    batched = [n for n, p in enumerate(plans) if "kept" in p and p["seeks"][0] is not None
+               and p["info"]["width"] * p["info"]["height"] <= BATCH_PIXELS]
+    frames = {}
+    for i in range(0, len(batched), BATCH_VIDEOS):
+        group = batched[i : i + BATCH_VIDEOS]
+        if len(group) > 1:
+            got = _decode_batch([plans[n] for n in group])
+            frames.update((group[k], f) for k, f in got.items())
+    return [_read_planned(p, frames.get(n)) for n, p in enumerate(plans)]

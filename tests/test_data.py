@@ -182,6 +182,85 @@ def test_yuv_size_must_fit(tmp_path):
         video.probe(path)
 
 
+def _ffmpeg_runs(monkeypatch):
+    """The ffmpeg command lines run from now on (subprocess.run, counted)."""
+    ran, run = [], subprocess.run
+
+    def counted(cmd, *args, **kwargs):
+        ran.append(cmd)
+        return run(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", counted)
+    return ran
+
+
+def test_read_clips_reads_what_read_clip_reads(videos, tmp_path, monkeypatch):
+    """read_clips: the frames of read_clip one by one, for every kind of file (seekable containers
+    batched, the MPEG-TS's late first seek redone alone, AVI and raw H.264 from the start, raw
+    YUV), native and resized, repeated and uneven indices; the seekable ones of a batch in one
+    ffmpeg run; a damaged file named as read_clip names it, the good ones read as before."""
+    yuv = yuv_file(tmp_path / "flat_64x48.yuv", YUV * 3, 8, 64, 48)
+    kinds = [*videos.values(), yuv]
+    info = {p: video.probe(p) for p in kinds}
+    rng = np.random.default_rng(0)
+    requests = [dict(path=p, frame_indices=idx, info=info[p], short_side=short)
+                for p in kinds for short in (None, 24)
+                for idx in ([3, 7], [9, 10, 11], [29, 31, 33], [40, 12, 12, 50])]
+    requests = [requests[i] for i in rng.permutation(len(requests))]
+    expected = [video.read_clip(**r) for r in requests]
+    ran = _ffmpeg_runs(monkeypatch)
+    got = video.read_clips(requests)
+    assert len(got) == len(expected)
+    for r, a, b in zip(requests, got, expected):
+        np.testing.assert_array_equal(a, b, f"{r['path']} {r['frame_indices']}")
+    # mp4, mkv, b.mp4 and ts seek: 4 x 8 requests in 4 batched runs; alone: the avi's and the
+    # 264's (no timestamps), and the ts's whose first seek landed late, again
+    batched = [cmd for cmd in ran if cmd.count("-i") > 1]
+    assert len(batched) == 4 and all(cmd.count("-i") == video.BATCH_VIDEOS for cmd in batched)
+    alone = sorted(cmd[cmd.index("-i") + 1] for cmd in ran if cmd.count("-i") == 1)
+    assert alone[:16] == [videos["264"]] * 8 + [videos["avi"]] * 8  # bframes.264 < .avi < .ts
+    assert set(alone[16:]) <= {videos["ts"]}
+    cut = tmp_path / "cut.mp4"
+    whole = open(videos["mkv"], "rb").read()
+    cut.write_bytes(whole[: len(whole) * 2 // 3])  # the tail gone: frames missing or an error
+    mixed = [dict(path=videos["mp4"], frame_indices=[1, 2], info=info[videos["mp4"]]),
+             dict(path=str(cut), frame_indices=[40, 41], info=dict(info[videos["mkv"]])),
+             dict(path=videos["b.mp4"], frame_indices=[5], info=info[videos["b.mp4"]])]
+    try:
+        alone = [video.read_clip(**r) for r in mixed]
+    except ValueError as e:
+        assert "cut.mp4" in str(e)
+        with pytest.raises(ValueError, match="cut.mp4"):
+            video.read_clips(mixed)
+    else:
+        for a, b in zip(video.read_clips(mixed), alone):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_dataset_batches_read_as_items_alone(items, videos, monkeypatch):
+    """VideoDataset.__getitems__ (what a DataLoader calls): the items of __getitem__ one by one, in
+    training (random crops, a second, FAST-VQA view) and at test (2 clips each); the DataLoader
+    decodes a batch's seekable videos in one ffmpeg run."""
+    many = items + [dict(path=videos[k], mos=10.0 * i, source=k) for i, k in enumerate(videos)]
+    view = dict(frames=4, size=28, stride=2, fragments=7)
+    for train in (True, False):
+        ds = data.VideoDataset(many, frames=4, size=24, stride=3, train=train, clips=2, seed=5,
+                               student_view=view)
+        ds.set_epoch(2)
+        alone = [ds[i] for i in range(len(ds))]
+        order = list(np.random.default_rng(1).permutation(len(ds)))
+        batch = ds.__getitems__(order)
+        for i, (clips, target, index) in zip(order, batch):
+            assert index == i and torch.equal(target, alone[i][1])
+            assert all(torch.equal(a, b) for a, b in zip(clips, alone[i][0]))
+    ds = data.VideoDataset([it for it in many if it["path"].endswith((".mp4", ".mkv"))],
+                           frames=4, size=24, stride=3, train=True, check=True)  # probed now
+    ran = _ffmpeg_runs(monkeypatch)
+    loader = torch.utils.data.DataLoader(ds, batch_size=len(ds))
+    clips, _, _ = next(iter(loader))
+    assert len(ran) == 1 and torch.equal(clips, torch.stack([ds[i][0] for i in range(len(ds))]))
+
+
 def test_bad_video_files(tmp_path, videos):
     empty, text, cut = tmp_path / "empty.mp4", tmp_path / "notes.mp4", tmp_path / "cut.mp4"
     empty.write_bytes(b"")
@@ -197,6 +276,25 @@ def test_bad_video_files(tmp_path, videos):
     with pytest.raises(ValueError, match="(?s)2 of 3 videos.*empty.mp4: empty.*cut.mp4: cannot"):
         data.check_videos([dict(path=str(empty)), dict(path=videos["mp4"]), dict(path=str(cut))])
     assert data.check_videos([dict(path=videos["mkv"])])[0]["frames"] == N
+
+
+def test_the_video_check_lists_many_videos_in_one_run(videos, tmp_path, monkeypatch):
+    """check_videos: the probes of probe() one by one (every kind of file: seekable, MPEG-TS, AVI
+    and raw H.264 without usable timestamps, raw YUV), the containers of a chunk listed in one
+    ffmpeg run by probe_many; one bad file makes that run fail, and each file is then probed alone
+    (the bad one named)."""
+    yuv = yuv_file(tmp_path / "flat_64x48.yuv", YUV * 3, 8, 64, 48)
+    paths = [*videos.values(), *videos.values(), yuv]  # each twice: a chunk may repeat a file
+    expected = [video.probe(p) for p in paths]
+    ran = _ffmpeg_runs(monkeypatch)
+    assert data.check_videos([dict(path=p) for p in paths]) == expected
+    assert len(ran) == 1 and ran[0].count("-i") == 2 * len(videos)
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n")
+    ran.clear()
+    with pytest.raises(ValueError, match="(?s)1 of 14 videos.*notes.mp4: cannot be opened"):
+        data.check_videos([dict(path=p) for p in [*paths, str(text)]])
+    assert len(ran) == 1 + 13  # the failed run, then every container alone, the text too
 
 
 def test_the_video_check_is_remembered(videos, tmp_path, monkeypatch):
