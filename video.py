@@ -5,12 +5,16 @@ read_clip() returns the frames at given 0-based indices, at native resolution or
 side resized, from any container the bundled ffmpeg opens (imageio-ffmpeg) or from raw 8-16 bit
 4:2:0 .yuv (numpy memmap). Only the wanted frames are converted and resized, and every ffmpeg
 call has a timeout sized to its work, so a hung decoder is an error naming the file, not a hung
-DataLoader worker. This is the one file to replace if you bring your own decoder: data.py needs
-only probe(), read_clip(), resized_size(), resize(), is_yuv(), yuv_format(), SWS and YUV_KEYS
-from it.
+DataLoader worker. read_clips() and probe_many() do the same for many small videos at once: one
+ffmpeg run for several files, as starting ffmpeg (~10 ms) costs more than reading a 2-frame clip
+of a small video. This is the one file to replace if you bring your own decoder: data.py needs
+only probe(), probe_many(), read_clip(), read_clips(), resized_size(), resize(), is_yuv(),
+yuv_format(), SWS, YUV_KEYS and BATCH_PROBES from it (probe_many may return {} and read_clips be
+[read_clip(**r) for r in requests]).
 
     info = probe("clip.mp4")                        # dict(frames, width, height, fps, start)
     frames = read_clip("clip.mp4", [0, 4, 8, 12], short_side=224)   # (4, 224, W', 3) uint8
+    clips = read_clips([dict(path="a.mp4", frame_indices=[3, 5], info=probe("a.mp4")), ...])
     frames = read_clip("seq_1920x1080_10bit.yuv", range(8))        # geometry from the name
 
 Needs only numpy and imageio-ffmpeg.
