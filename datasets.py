@@ -397,7 +397,7 @@ OFFICIAL_TEST_SOURCES = {  # the authors' fixed test contents: docs/reference.md
 def official_split(items, dataset):
     """(train_items, test_items) with the InternVQA authors' fixed test sources; for the toy set and
     a CSV list, their own `split` column of train/test (the toy set's: every 4th content, the ones
-    also encoded with VVC in toy_vvc.csv; a list may be all train, evaluated with --test-labels);
+    toy.make_held_out encodes with VVC; a list may be all train, evaluated with --test-labels);
     for KVQ, the challenge's train and val files."""
     if dataset in ("toy", "csv"):
         bad = [it["path"] for it in items if it.get("split") not in ("train", "test")]

@@ -4,8 +4,9 @@ bundled ffmpeg.
 What: synthetic contents from ffmpeg's lavfi generators (fractals, cellular automata, noise
 textures, pans and zooms), each encoded by the five Waterloo IVC 4K encoders (H.264, HEVC, VP9,
 AVS2, AV1) at 4 quality levels, level 1 the worst as in Waterloo, and labelled with VMAF
-against the lossless source (0-100, higher is better). The same contents encoded with VVC make
-a held-out codec for cross-codec tests. The labels are VMAF, not human opinion scores.
+against the lossless source (0-100, higher is better). The test contents encoded with VVC
+(make_held_out, built only when asked) make a held-out codec for cross-codec tests. The labels
+are VMAF, not human opinion scores.
 The same build turns your own source videos into such a set (`sources=`).
 
 Why: so that a new user with no data (and the tests) can run the whole pipeline in minutes.
@@ -13,7 +14,8 @@ A model must learn "how much detail did compression destroy relative to this con
 what matters is variety of texture scale, contrast, colour and motion across contents.
 
 Use:
-    csv = make_toy_dataset("data/toy")                  # ~1.5 min on 2 cores, cached afterwards
+    csv = make_toy_dataset("data/toy")                  # ~1.3 min on 2 cores, cached afterwards
+    vvc = make_held_out("data/toy")  # data/toy/held_out/toy_vvc.csv: its test contents in VVC
     csv = make_toy_dataset("data/toy_tiny", tiny=True)  # a few seconds, for tests
     csv = make_toy_dataset("data/mine", sources="videos/")  # your own videos, see below
     csv = make_corpus("data/corpus")                    # the pre-training corpus, see below
@@ -27,12 +29,13 @@ scaled with its aspect ratio kept until it covers `size`, then centre-cropped to
 unreadable or duplicated (same file twice, or the same stem) sources are found before any
 encoding, in one error naming every bad file.
 
-Layout of root: `toy.csv` and, when VVC is built, `toy_vvc.csv` (columns path,mos,source,codec,
-level,split,reference; paths relative to root), `ref/<source>.mp4` (lossless H.264 sources, kept
-because they are small and useful as the reference column), `<codec>/<source>_<level>.<ext>`.
-The fixed `split` column holds out every fourth content, and only those are encoded with the
-held-out VVC; make your own content splits from the `source` column. A build checks first that
-the ffmpeg has every encoder and filter it needs.
+Layout of root: `toy.csv` (columns path,mos,source,codec,level,split,reference; paths relative
+to root), `ref/<source>.mp4` (lossless H.264 sources, kept because they are small and useful as
+the reference column), `<codec>/<source>_<level>.<ext>`, and once make_held_out has run,
+`held_out/toy_vvc.csv` and `held_out/vvc/` (paths relative to held_out/). The fixed `split`
+column holds out every fourth content, and only those are encoded with the held-out VVC; make
+your own content splits from the `source` column. A build checks first that the ffmpeg has every
+encoder and filter it needs.
 
 The pre-training corpus: more synthetic content than the student sees, labelled by VMAF, on
 which the teacher learns alone first; an honest stand-in for pre-training on millions of
@@ -48,8 +51,8 @@ seeing what it is tested on.
     csv = make_corpus("data/corpus")  # 200 contents x h264, av1: 1600 videos, ~65 s on 2 cores
     csv = make_corpus("data/c", contents=1000, codecs=("h264", "hevc", "vp9", "avs2", "av1"))
 Cost, in ffmpeg CPU seconds per content (2-core machine): reference 0.10, h264 0.26, av1 0.28,
-hevc 0.41, avs2 0.41, vp9 0.47; two workers on two idle cores take half that in wall time (the
-default: 124 CPU s). Its labels by level 1-4: mean VMAF 22, 43, 70, 93 (toy set: 12-24, 35-40,
+hevc 0.41, avs2 0.41, vp9 0.47, vvc 2.7 (Intel Xeon, 2026-12-08); two workers on two idle cores
+take half that in wall time (the default: 124 CPU s). Its labels by level 1-4: mean VMAF 22, 43, 70, 93 (toy set: 12-24, 35-40,
 66-67, 92-94).
 
 train_once runs a training command once into a folder built by build_once. pretrained_teacher is
@@ -99,10 +102,11 @@ TOY_CODECS = {
     "vvc": ("266", "-c:v libvvenc -preset faster -threads 1 -pix_fmt yuv420p10le -qp {q}",
             (60, 46, 38, 27)),
 }
-TOY_HELD_OUT = ("vvc",)  # written to toy_vvc.csv, never to toy.csv
+TOY_HELD_OUT = ("vvc",)  # make_held_out: the test contents only, in held_out/toy_vvc.csv
+TRAINED_CODECS = tuple(c for c in TOY_CODECS if c not in TOY_HELD_OUT)  # Waterloo IVC 4K's five
 TOY_ALONE = ("avs2",)  # libxavs2 crashes when two of its encoders share a process
 TOY_TINY = dict(sources=("mandel_full", "noise_mid_zoom", "life_classic", "gradient_spiral"),
-                codecs=("h264", "av1", "vvc"), frames=12)
+                codecs=("h264", "av1"), frames=12)
 TOY_COLUMNS = ["path", "mos", "source", "codec", "level", "split", "reference"]
 BITEXACT = ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-map_metadata", "-1"]
 LOSSLESS = "-c:v libx264 -qp 0 -preset medium -threads 1"  # the references
@@ -237,6 +241,12 @@ def _build_source(name, inputs, codecs, frames, size, cwd, work):
     character)."""
     ref = f"ref/{name}.mp4"
     _make_reference(inputs, ref, frames, size, cwd)
+    return _encode_reference(name, ref, frames, codecs, cwd, work)
+
+
+def _encode_reference(name, ref, frames, codecs, cwd, work):
+    """Encode and label the reference `ref` (relative to cwd) of content `name` with every codec;
+    returns its CSV rows."""
     rows = []
     for codec in codecs:
         ext, _, levels = TOY_CODECS[codec]
@@ -251,12 +261,17 @@ def _encode_contents(cwd, names, inputs, codecs, frames, size, workers, step):
     """Render, encode and label every content in `cwd` (which has the ref/, work/ and codec
     folders), `workers` contents at a time; returns the CSV rows in content order.
 
-    codecs[i]: content i's codecs. step(done) is called as contents finish. The first failure
-    cancels the contents not started and raises.
+    codecs[i]: content i's codecs; inputs[i]: its ffmpeg input arguments, or the path (relative
+    to cwd) of a reference already made, to encode and label only. step(done) is called as
+    contents finish. The first failure cancels the contents not started and raises.
     """
+    def content(i):
+        if isinstance(inputs[i], str):
+            return _encode_reference(names[i], inputs[i], frames[i], codecs[i], cwd, f"work/{i}")
+        return _build_source(names[i], inputs[i], codecs[i], frames, size, cwd, f"work/{i}")
+
     with ThreadPoolExecutor(workers) as pool:  # each job is an ffmpeg process, so threads suffice
-        jobs = [pool.submit(_build_source, n, inp, cs, frames, size, cwd, f"work/{i}")
-                for i, (n, inp, cs) in enumerate(zip(names, inputs, codecs))]
+        jobs = [pool.submit(content, i) for i in range(len(names))]
         try:
             for done, job in enumerate(as_completed(jobs), 1):
                 job.result()  # the first failure raises here
@@ -449,15 +464,11 @@ def _build_toy(tmp, names, graphs, sources, codecs, frames, size, workers, log, 
     if log:
         log(f"toy set: building {len(names)} contents x 4 levels of {' '.join(codecs)} in {root}")
     test = {n for i, n in enumerate(names) if i % 4 == 3}  # every 4th content: each family shows up
-    per = [[c for c in codecs if n in test or c not in TOY_HELD_OUT] for n in names]
     step = _progress(log, len(names), "toy set")
-    rows = _encode_contents(tmp, names, inputs, per, frames, size, workers, step)
+    rows = _encode_contents(tmp, names, inputs, [codecs] * len(names), frames, size, workers, step)
     for row in rows:
         row["split"] = "test" if row["source"] in test else "train"
-    _write_csv(tmp / "toy.csv", [r for r in rows if r["codec"] not in TOY_HELD_OUT], TOY_COLUMNS)
-    if set(codecs) & set(TOY_HELD_OUT):
-        _write_csv(tmp / "toy_vvc.csv", [r for r in rows if r["codec"] in TOY_HELD_OUT],
-                   TOY_COLUMNS)
+    _write_csv(tmp / "toy.csv", rows, TOY_COLUMNS)
     shutil.rmtree(tmp / "work")
 
 
@@ -472,22 +483,23 @@ def make_toy_dataset(root, tiny=False, sources=None, codecs=None, frames=None, s
 
     tiny=True makes the test-sized built-in variant through the same code. sources: a folder or
     a list of your own videos instead of the built-in contents (module docstring). codecs: names
-    in TOY_CODECS (default all; held-out ones only for the `split` test contents, in toy_vvc.csv).
+    in TOY_CODECS but not TOY_HELD_OUT (default all of those; make_held_out adds VVC).
     frames, size (w, h): of every reference and encode (default TOY_FRAMES, or the tiny set's;
     TOY_SIZE). log: called with a start line and progress lines (None: silent).
     Built by build_once: in a temporary folder beside root, renamed into place when complete; a
     marker holding a hash of the build parameters makes a second call return at once.
     """
     root = pathlib.Path(root)
-    codecs = tuple(codecs or (TOY_TINY["codecs"] if tiny else TOY_CODECS))
+    codecs = tuple(codecs or (TOY_TINY["codecs"] if tiny else TRAINED_CODECS))
     frames = frames or (TOY_TINY["frames"] if tiny else TOY_FRAMES)
     size = tuple(size)
-    unknown = [c for c in codecs if c not in TOY_CODECS]
+    unknown = [c for c in codecs if c not in TRAINED_CODECS or codecs.count(c) > 1]
     bad_size = _bad_size(size)
-    if (tiny and sources is not None) or unknown or frames < 2 or bad_size:
+    if (tiny and sources is not None) or not codecs or unknown or frames < 2 or bad_size:
         raise ValueError(f"toy set: need tiny or sources (not both), codecs from "
-                         f"{', '.join(TOY_CODECS)}, frames >= 2 and an even size >= 16; got "
-                         f"tiny={tiny}, unknown codecs {unknown}, frames={frames}, size={size}")
+                         f"{', '.join(TRAINED_CODECS)} (each once; {', '.join(TOY_HELD_OUT)}: "
+                         f"make_held_out), frames >= 2 and an even size >= 16; got tiny={tiny}, "
+                         f"codecs {codecs}, frames={frames}, size={size}")
     if sources is None:
         names = TOY_TINY["sources"] if tiny else tuple(TOY_SOURCES)
         graphs = [TOY_SOURCES[n] for n in names]
@@ -502,6 +514,46 @@ def make_toy_dataset(root, tiny=False, sources=None, codecs=None, frames=None, s
     build_once(root, key, lambda tmp: _build_toy(tmp, names, graphs, sources, codecs, frames, size,
                                                   workers, log, root))
     return root / "toy.csv"
+
+
+HELD_OUT = "held_out"  # make_held_out's folder, inside the toy set's root
+
+
+def make_held_out(root, codecs=TOY_HELD_OUT, workers=2, log=print):
+    """The test contents of the toy set in `root` (built by make_toy_dataset) encoded with codecs
+    that no model trains on (default VVC) at 4 levels and labelled with VMAF from the toy set's own
+    lossless references, exactly as the toy set is; returns the path of root/held_out/toy_vvc.csv
+    (its paths relative to that folder, its references ../ref/). Built once by build_once inside
+    root, so a rebuilt toy set takes its old held-out set with it. VVC encodes at about 2.7 CPU s a
+    content, longer than the five training codecs together: only what asks for it pays (the
+    cross-codec rows of tools/compare.py); the quick start never does."""
+    root = pathlib.Path(root)
+    if not (root / MARKER).is_file():
+        raise ValueError(f"held-out codecs: {root} is not a built toy set (make_toy_dataset first)")
+    codecs = tuple(codecs)
+    if not codecs or any(c not in TOY_HELD_OUT or codecs.count(c) > 1 for c in codecs):
+        raise ValueError(f"held-out codecs: need codecs from {', '.join(TOY_HELD_OUT)}, each once; "
+                         f"got {codecs}")
+    with open(root / "toy.csv", newline="") as f:
+        tests = {r["source"]: r["reference"] for r in csv.DictReader(f) if r["split"] == "test"}
+    params = dict(toy=(root / MARKER).read_text(), codecs={c: TOY_CODECS[c] for c in codecs})
+    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+
+    def build(tmp):
+        _check_ffmpeg(codecs, [])
+        for d in ("work", *codecs):
+            (tmp / d).mkdir()
+        if log:
+            log(f"held-out codecs: {len(tests)} test contents x 4 levels of {' '.join(codecs)} in "
+                f"{root / HELD_OUT}")
+        refs = [f"../{ref}" for ref in tests.values()]  # the toy set's, beside this folder
+        frames = [probe(root / ref)["frames"] for ref in tests.values()]
+        rows = _encode_contents(tmp, list(tests), refs, [codecs] * len(tests), frames, None,
+                                workers, _progress(log, len(tests), "held-out codecs"))
+        _write_csv(tmp / "toy_vvc.csv", [dict(row, split="test") for row in rows], TOY_COLUMNS)
+        shutil.rmtree(tmp / "work")
+
+    return build_once(root / HELD_OUT, key, build) / "toy_vvc.csv"
 
 
 # -----------------------------------------------------------------------------

@@ -59,24 +59,38 @@ def tiny(tiny_build):
     return tiny_build[0]
 
 
-def test_csv_columns_and_files(tiny):
+@pytest.fixture(scope="module")
+def held_out(tiny):
+    return toy.make_held_out(tiny.parent, log=None)
+
+
+def test_csv_columns_and_files(tiny, held_out):
+    """toy.csv: every source, codec and level once; the held-out VVC set (make_held_out, built
+    when asked, inside the toy set's folder): the test contents only, from the toy set's own
+    references."""
     with open(tiny) as f:
         assert f.readline().strip().split(",") == COLUMNS
-    rows, vvc = read(tiny), read(tiny.parent / "toy_vvc.csv")
+    rows, vvc = read(tiny), read(held_out)
     sources, codecs = toy.TOY_TINY["sources"], toy.TOY_TINY["codecs"]
-    assert len(rows) == len(sources) * (len(codecs) - 1) * 4  # every source, codec and level once
-    assert ({r["codec"] for r in rows} == set(codecs) - {"vvc"}
-            and {r["codec"] for r in vvc} == {"vvc"})
+    assert len(rows) == len(sources) * len(codecs) * 4 and "vvc" not in codecs
+    assert {r["codec"] for r in rows} == set(codecs) and {r["codec"] for r in vvc} == {"vvc"}
     assert {r["source"] for r in vvc} == {r["source"] for r in rows
                                           if r["split"] == "test"} != set()
-    for r in rows + vvc:
-        assert 0 <= float(r["mos"]) <= 100 and r["level"] in "1234"
-        for p in (r["path"], r["reference"]):
-            assert (tiny.parent / p).stat().st_size > 0, p
+    for path, folder in [(r, tiny.parent) for r in rows] + [(r, held_out.parent) for r in vvc]:
+        assert 0 <= float(path["mos"]) <= 100 and path["level"] in "1234"
+        for p in (path["path"], path["reference"]):
+            assert (folder / p).stat().st_size > 0, p
+    assert {(held_out.parent / r["reference"]).resolve() for r in vvc} <= \
+        {(tiny.parent / r["reference"]).resolve() for r in rows}  # the toy set's own references
+    assert toy.make_held_out(tiny.parent, log=pytest.fail) == held_out  # built once
+    with pytest.raises(ValueError, match="not a built toy set"):
+        toy.make_held_out(tiny.parent / "elsewhere")
+    with pytest.raises(ValueError, match="need codecs from vvc"):
+        toy.make_held_out(tiny.parent, codecs=("h264",))
 
 
-def test_labels_fall_as_level_worsens(tiny):
-    rows = read(tiny) + read(tiny.parent / "toy_vvc.csv")
+def test_labels_fall_as_level_worsens(tiny, held_out):
+    rows = read(tiny) + read(held_out)
     for codec in {r["codec"] for r in rows}:
         means = level_means(rows, codec)
         assert means == sorted(means) and len(set(means)) == 4, (codec, means)
@@ -93,7 +107,8 @@ def test_second_call_is_a_cache_hit(tiny, monkeypatch):
 
 def test_rebuild_is_byte_identical(tiny, tmp_path):
     again = toy.make_toy_dataset(tmp_path / "tiny", tiny=True)
-    for dirpath, _, files in os.walk(tiny.parent):
+    for dirpath, dirs, files in os.walk(tiny.parent):
+        dirs[:] = [d for d in dirs if d != toy.HELD_OUT]  # made by make_held_out, not by the build
         for name in files:
             rel = os.path.relpath(os.path.join(dirpath, name), tiny.parent)
             assert filecmp.cmp(tiny.parent / rel, again.parent / rel, shallow=False), rel
@@ -136,12 +151,12 @@ def test_short_output_is_an_error_naming_the_file(tmp_path, monkeypatch):
         toy.make_toy_dataset(tmp_path / "tiny", tiny=True)
 
 
-def test_toy_official_split_is_the_split_column(tiny):
+def test_toy_official_split_is_the_split_column(tiny, held_out):
     items = datasets.load_csv(tiny)
     train, test = datasets.official_split(items, "toy")
     assert len(train) + len(test) == len(items) and test
     assert not {it["source"] for it in train} & {it["source"] for it in test}
-    vvc = datasets.load_csv(tiny.parent / "toy_vvc.csv")
+    vvc = datasets.load_csv(held_out)
     # VVC: unseen contents only
     assert {it["source"] for it in vvc} == {it["source"] for it in test}
     with pytest.raises(ValueError, match="no 'split' column"):
@@ -284,8 +299,10 @@ def test_own_sources_bad_arguments(tmp_path):
         toy.make_toy_dataset(tmp_path / "set", sources=tmp_path / "missing")
     with pytest.raises(ValueError, match="unknown keys height_px"):
         toy.make_toy_dataset(tmp_path / "set", sources=[dict(path="a_64x48.yuv", height_px=48)])
-    with pytest.raises(ValueError, match="unknown codecs"):
-        toy.make_toy_dataset(tmp_path / "set", sources=[tmp_path / "a.mp4"], codecs=("mpeg2",))
+    for codecs in (("mpeg2",), ("vvc",), ("h264", "h264")):  # VVC: make_held_out's only
+        with pytest.raises(ValueError, match=r"codecs from h264, hevc, vp9, avs2, av1 \(each once; "
+                                             r"vvc: make_held_out\)"):
+            toy.make_toy_dataset(tmp_path / "set", sources=[tmp_path / "a.mp4"], codecs=codecs)
 
 
 def test_cover_keeps_the_aspect_ratio_and_centres():

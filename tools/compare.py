@@ -17,7 +17,7 @@ pre-trained alone on the corpus by the teacher stage of its seed (train.py build
 distilled row of that seed reuses it), then frozen but for its last block and head. The teacher
 rows are read from the small+KD runs: the stage's own evaluation ("pre-trained") and the teacher
 after distillation. The cross-codec rows evaluate the same last.pt on the VVC encodes of the test
-contents (toy_vvc.csv: a codec no model saw).
+contents (toy.make_held_out, built once when such a row is asked for: a codec no model saw).
 
 A row's numbers are its final evaluation (out/predictions.csv after the last epoch), with the best
 epoch's SRCC beside them (chosen on the test set, so read it as a ceiling). Finished runs are kept
@@ -49,6 +49,7 @@ import torch
 import datasets
 import metrics
 import runtime
+import toy
 
 TRAIN_PY = os.path.join(ROOT, "train.py")
 
@@ -231,8 +232,8 @@ def cross_codec(args, row, seed):
     if not done(out):
         os.makedirs(out, exist_ok=True)
         shutil.copy(os.path.join(folder(args, row, seed), "last.pt"), os.path.join(out, "last.pt"))
-        vvc = os.path.join(args.data_root, "toy_vvc.csv")
-        run(args, row, seed, out, "--resume", "--eval-only", "--test-labels", vvc)
+        vvc = toy.make_held_out(args.data_root, log=None)  # built before the runs: found
+        run(args, row, seed, out, "--resume", "--eval-only", "--test-labels", str(vvc))
 
 
 def where(args, row, seed):
@@ -310,11 +311,14 @@ def main():
     cross = [("small+KD" if r == "teacher" else r, s) for r in cross_rows for s in seeds]
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(lambda job: train(args, *job), jobs))
+        if cross:  # the toy set's test contents in VVC, once (the toy set is built by now)
+            toy.make_held_out(args.data_root)
         list(pool.map(lambda job: cross_codec(args, *job), sorted(set(cross))))
     sources = {}
-    for name in ("toy.csv", "toy_vvc.csv"):
-        sources.update({it["path"]: it["source"]
-                        for it in datasets.load_csv(os.path.join(args.data_root, name))})
+    lists = [os.path.join(args.data_root, "toy.csv")]
+    lists += [os.path.join(args.data_root, toy.HELD_OUT, "toy_vvc.csv")] if cross else []
+    for name in lists:
+        sources.update({it["path"]: it["source"] for it in datasets.load_csv(name)})
     table = []
     for row in rows:
         what = TEACHER_ROWS.get(row) or RUNS[row][1]
