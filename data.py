@@ -24,7 +24,6 @@ import math
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 
 import numpy as np
 import torch

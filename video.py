@@ -194,6 +194,14 @@ def probe_many(paths):
     list is left out (a file it cannot open fails the whole run; a truncated one, all of it):
     probe() those one by one, for their own error."""
     paths = [str(p) for p in paths]
+    try:
+        return _probe_batch(paths)
+    except OSError:  # no temporary folder to write to, a file gone: each alone, as probe() does
+        return {}
+
+
+def _probe_batch(paths):
+    """probe_many's one ffmpeg run, its packet listings written to a temporary folder."""
     with tempfile.TemporaryDirectory(prefix="probes-") as tmp:
         cmd = [FFMPEG, "-nostdin", "-hide_banner", "-nostats", "-copyts"]
         cmd += [a for p in paths for a in ("-i", p)]
@@ -202,7 +210,7 @@ def probe_many(paths):
         try:
             timeout = TIMEOUT_S + sum(map(os.path.getsize, paths)) / PROBE_BYTES_S
             out = subprocess.run(cmd, capture_output=True, timeout=timeout)
-        except (OSError, subprocess.TimeoutExpired):
+        except subprocess.TimeoutExpired:
             return {}
         err = out.stderr.decode(errors="replace")
         if out.returncode or "partial file" in err:
@@ -405,6 +413,9 @@ def read_clips(requests):
     for i in range(0, len(batched), BATCH_VIDEOS):
         group = batched[i : i + BATCH_VIDEOS]
         if len(group) > 1:
-            got = _decode_batch([plans[n] for n in group])
+            try:
+                got = _decode_batch([plans[n] for n in group])
+            except OSError:  # no temporary folder to write to: each alone, as read_clip reads
+                got = {}
             frames.update((group[k], f) for k, f in got.items())
     return [_read_planned(p, frames.get(n)) for n, p in enumerate(plans)]

@@ -237,6 +237,22 @@ def test_read_clips_reads_what_read_clip_reads(videos, tmp_path, monkeypatch):
             np.testing.assert_array_equal(a, b)
 
 
+def test_batched_reads_without_a_temporary_folder(videos, monkeypatch):
+    """No writable temporary folder: read_clips and the video check read each file alone, the
+    same frames and probes."""
+    paths = [videos["mp4"], videos["mkv"], videos["b.mp4"]]
+    requests = [dict(path=p, frame_indices=[2, 4], info=video.probe(p)) for p in paths]
+    expected, probes = [video.read_clip(**r) for r in requests], [video.probe(p) for p in paths]
+
+    def no_folder(*args, **kwargs):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(video.tempfile, "TemporaryDirectory", no_folder)
+    for got, want in zip(video.read_clips(requests), expected):
+        np.testing.assert_array_equal(got, want)
+    assert data.check_videos([dict(path=p) for p in paths]) == probes
+
+
 def test_dataset_batches_read_as_items_alone(items, videos, monkeypatch):
     """VideoDataset.__getitems__ (what a DataLoader calls): the items of __getitem__ one by one, in
     training (random crops, a second, FAST-VQA view) and at test (2 clips each); the DataLoader
