@@ -50,10 +50,10 @@ draw_contents): the teacher learns there what the student's 39 contents cannot s
 seeing what it is tested on.
     csv = make_corpus("data/corpus")  # 200 contents x h264, av1: 1600 videos, ~65 s on 2 cores
     csv = make_corpus("data/c", contents=1000, codecs=("h264", "hevc", "vp9", "avs2", "av1"))
-Cost, in ffmpeg CPU seconds per content (2-core machine): reference 0.10, h264 0.26, av1 0.28,
-hevc 0.41, avs2 0.41, vp9 0.47, vvc 2.7 (Intel Xeon, 2026-12-08); two workers on two idle cores
-take half that in wall time (the default: 124 CPU s). Its labels by level 1-4: mean VMAF 22, 43, 70, 93 (toy set: 12-24, 35-40,
-66-67, 92-94).
+Cost, in ffmpeg CPU seconds per content (2-core machine): reference 0.10, h264 0.26, av1 0.28, hevc
+0.41, avs2 0.41, vp9 0.47, vvc 2.7 (Intel Xeon, 2026-12-08); two workers on two idle cores take half
+that in wall time (the default: 124 CPU s). Its labels by level 1-4: mean VMAF 22, 43, 70, 93 (toy
+set: 12-24, 35-40, 66-67, 92-94).
 
 train_once runs a training command once into a folder built by build_once. pretrained_teacher is
 train.py's teacher stage with it: the teacher trained alone on the corpus (train.py --student

@@ -313,13 +313,13 @@ def _decode_batch(plans):
     they run side by side) and its own output file. {} when the run fails: read_clip then reads
     each one alone and names the file that failed."""
     with tempfile.TemporaryDirectory(prefix="clips-") as tmp:
-        cmd, outs, timeout = [FFMPEG, "-nostdin", "-v", "error"], [], 0.0
+        cmd, outs, timeout = [FFMPEG, "-nostdin", "-v", "error"], [], TIMEOUT_S
         for i, p in enumerate(plans):
             inputs, outputs, t = _decode_args(p["path"], p["kept"], p["info"], p["seeks"][0],
                                               p["size"], stream=i)
             cmd += ["-threads", "1", *inputs]
             outs += [*outputs, os.path.join(tmp, f"{i}.rgb")]
-            timeout += t
+            timeout += t - TIMEOUT_S  # one start-up allowance, every video's work
         try:
             if subprocess.run(cmd + outs, capture_output=True, timeout=timeout).returncode:
                 return {}

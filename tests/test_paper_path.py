@@ -8,14 +8,14 @@ paper profile at tiny model sizes.
   machine-specific path prefix, an extra column). Both give the same items.
 - BVI-HD: 1920x1080 8-bit 4:2:0 .yuv files `<Source>_<QP>.yuv` and a `name,DMOS` file.
 
-train.main runs in-process so that the test can watch what the models see: data.read_clip must
-return frames whose short side is --size (from 2160p, 1080p and 540p alike: the paper profile
-resizes, then crops), the whole frame downscaled with an antialiased filter (and BT.709 for the HD
-.yuv), compared with independent decodes; every clip the models get is (B, 3, T, size, size), each
-evaluation clip is exactly the centre crop of what read_clip returned and each training clip one
-of its crops. Then: predictions.csv holds every official test video once with its label,
---resume continues to a larger --max-steps, and --cache fills its folder and reproduces the
-predictions without decoding or probing again. Checkpoints are deleted after each test.
+train.main runs in-process so that the test can watch what the models see: data.read_clips (and the
+clip cache's data.read_clip) must return frames whose short side is --size (from 2160p, 1080p and
+540p alike: the paper profile resizes, then crops), the whole frame downscaled with an antialiased
+filter (and BT.709 for the HD .yuv), compared with independent decodes; every clip the models get is
+(B, 3, T, size, size), each evaluation clip is exactly the centre crop of what was read for it and
+each training clip one of its crops. Then: predictions.csv holds every official test video once with
+its label, --resume continues to a larger --max-steps, and --cache fills its folder and reproduces
+the predictions without decoding or probing again. Checkpoints are deleted after each test.
 
     OMP_NUM_THREADS=1 python -m pytest -q tests/test_paper_path.py      # about a minute on 2 cores
 """
@@ -152,20 +152,26 @@ def remove_checkpoints(*folders):
 
 @contextlib.contextmanager
 def recording():
-    """Records, in call order, what data.read_clip returns ("read", path, indices, frames) and what
-    the models are fed: ("train", x) at every Distiller.forward, ("eval", x) at every
-    VideoViT.forward (evaluation calls the models themselves; training goes through the
-    Distiller)."""
+    """Records, in call order, what data.read_clip and data.read_clips return ("read", path,
+    indices, frames: one event a clip, in the order asked) and what the models are fed: ("train",
+    x) at every Distiller.forward, ("eval", x) at every VideoViT.forward (evaluation calls the
+    models themselves; training goes through the Distiller)."""
     events = []
-    read_clip, vit_forward, distiller_forward = (data.read_clip, model.VideoViT.forward,
-                                                 distill.Distiller.forward)
+    read_clip, read_clips, vit_forward, distiller_forward = (
+        data.read_clip, data.read_clips, model.VideoViT.forward, distill.Distiller.forward)
 
-    def read(path, frame_indices, *a, **k):
-        frames = read_clip(path, frame_indices, *a, **k)
+    def record(path, frame_indices, frames):
         small = frames.size <= 1_000_000  # a native 4K clip (a broken resize) is only measured
         events.append(("read", str(path), np.array(frame_indices),
                        frames.copy() if small else frames.shape))
         return frames
+
+    def read(path, frame_indices, *a, **k):  # the clip cache's
+        return record(path, frame_indices, read_clip(path, frame_indices, *a, **k))
+
+    def reads(requests):  # VideoDataset's: a batch's clips
+        got = read_clips(requests)
+        return [record(r["path"], r["frame_indices"], f) for r, f in zip(requests, got)]
 
     def vit(self, x):
         events.append(("eval", x.detach().clone()))
@@ -177,6 +183,7 @@ def recording():
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(data, "read_clip", read)
+        mp.setattr(data, "read_clips", reads)
         mp.setattr(model.VideoViT, "forward", vit)
         mp.setattr(distill.Distiller, "forward", distiller)
         yield events
