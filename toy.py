@@ -262,8 +262,9 @@ def _encode_contents(cwd, names, inputs, codecs, frames, size, workers, step):
     folders), `workers` contents at a time; returns the CSV rows in content order.
 
     codecs[i]: content i's codecs; inputs[i]: its ffmpeg input arguments, or the path (relative
-    to cwd) of a reference already made, to encode and label only. step(done) is called as
-    contents finish. The first failure cancels the contents not started and raises.
+    to cwd) of a reference already made, to encode and label only (frames is then a list, each
+    reference's frame count). step(done) is called as contents finish. The first failure cancels
+    the contents not started and raises.
     """
     def content(i):
         if isinstance(inputs[i], str):
