@@ -172,8 +172,13 @@ def test_loader_section(runs):
         assert f" = {m[2]}x the ffmpeg floor " in line(out, f"{label}: uncached ")
     m = re.fullmatch(r"(PASS|FAIL) native clip read ([\d.]+)x >= 4x, exact yes", parts[4])
     assert m and (m[1] == "PASS") == (float(m[2]) >= 4), parts[4]
+    # the quick start's small videos: one run a batch, the same frames and probes
+    for what in ("8 clips of 2 frames", "16 probes"):
+        small = line(out, f"176x144 H.264: {what} ")
+        assert re.search(r"in one ffmpeg run \((read_clips|probe_many)\) = [\d.]+x one run a", small)
+        assert small.endswith(": yes"), small
     made = os.listdir(os.path.join(cache, "smoke"))
-    assert len([f for f in made if f.startswith("testsrc2_")]) == 3, made
+    assert len([f for f in made if f.startswith("testsrc2_")]) == 4, made
     assert not [f for f in made if ".part" in f], made
 
 

@@ -38,6 +38,8 @@ train.py trains in fp32 on a CPU). The sections:
    (data.VideoDataset(resize=True)) beside the floor (ffmpeg alone decoding and scaling the
    same frames into a pipe); cached (VideoDataset(cache=DIR)) and the first read that builds the
    entry. At native size on the H.264 file, video.read_clip against decoding every frame.
+   The quick start's small videos (176 x 144, 2-frame clips): 8 clips in one ffmpeg run
+   (read_clips) against one run a clip, 16 probes in one run (probe_many) against one each.
    Targets: >= 10 clips/s from the 2160p source once cached; uncached within 1.2x the floor;
    read_clip exact and >= 4x faster.
 5. The quick start's training step (train.py's QUICK profile: students small, teacher small,
@@ -481,6 +483,37 @@ def loader_section(args, targets):
                                                f"{'yes' if same else 'NO'}")
     targets.append(("native clip read", f"{faster:.1f}x >= 4x, exact {'yes' if same else 'NO'}",
                     faster >= 4 and same))
+    small_videos(folder, reps)
+
+
+def small_videos(folder, reps, n=8, probes=16):
+    """The quick start's case: many 176 x 144 videos of 16 frames, 2-frame clips at stride 2, where
+    starting ffmpeg (~10 ms) costs more than the work. A batch of n clips read by one ffmpeg run
+    (video.read_clips, what VideoDataset.__getitems__ calls) against one run a clip (read_clip),
+    and `probes` files listed by one run (probe_many) against probe() each; the same frames and
+    probes either way."""
+    import video
+    path = make_video(os.path.join(folder, "testsrc2_176x144_24fps_16frames.mp4"), 16, "-f",
+                      "lavfi", "-i", "testsrc2=size=176x144:rate=24", "-frames:v", "16", *x264(8),
+                      "-f", "mp4")
+    info = video.probe(path)
+    requests = [dict(path=path, frame_indices=[i, i + 2], info=info) for i in range(n)]
+    t_alone, _ = timed(lambda: [video.read_clip(**r) for r in requests], *reps)
+    t_batch, _ = timed(lambda: video.read_clips(requests), *reps)
+    same = all(np.array_equal(a, video.read_clip(**r))
+               for r, a in zip(requests, video.read_clips(requests)))
+    show(f"176x144 H.264: {n} clips of 2 frames", f"{n / t_batch:8.1f} clips/s in one ffmpeg run "
+                                                  f"(read_clips) = {t_alone / t_batch:.1f}x one run "
+                                                  f"a clip ({n / t_alone:.1f} clips/s); same "
+                                                  f"frames: {'yes' if same else 'NO'}")
+    paths = [path] * probes
+    t_alone, _ = timed(lambda: [video.probe(p) for p in paths], *reps)
+    t_batch, _ = timed(lambda: video.probe_many(paths), *reps)
+    same = video.probe_many(paths) == {i: video.probe(p) for i, p in enumerate(paths)}
+    show(f"176x144 H.264: {probes} probes", f"{t_batch * 1e3:8.0f} ms in one ffmpeg run "
+                                            f"(probe_many) = {t_alone / t_batch:.1f}x one run a "
+                                            f"file ({t_alone * 1e3:.0f} ms); same probes: "
+                                            f"{'yes' if same else 'NO'}")
 
 
 # -----------------------------------------------------------------------------------------------
