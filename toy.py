@@ -80,6 +80,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from functools import partial
 
 import numpy as np
 
@@ -257,22 +258,13 @@ def _encode_reference(name, ref, frames, codecs, cwd, work):
     return rows
 
 
-def _encode_contents(cwd, names, inputs, codecs, frames, size, workers, step):
-    """Render, encode and label every content in `cwd` (which has the ref/, work/ and codec
-    folders), `workers` contents at a time; returns the CSV rows in content order.
-
-    codecs[i]: content i's codecs; inputs[i]: its ffmpeg input arguments, or the path (relative
-    to cwd) of a reference already made, to encode and label only (frames is then a list, each
-    reference's frame count). step(done) is called as contents finish. The first failure cancels
-    the contents not started and raises.
-    """
-    def content(i):
-        if isinstance(inputs[i], str):
-            return _encode_reference(names[i], inputs[i], frames[i], codecs[i], cwd, f"work/{i}")
-        return _build_source(names[i], inputs[i], codecs[i], frames, size, cwd, f"work/{i}")
-
+def _encode_contents(contents, workers, step):
+    """Run contents' jobs (each a function of no arguments returning its CSV rows: _build_source
+    or _encode_reference with their arguments bound), `workers` at a time; returns the rows in
+    content order. step(done) is called as contents finish. The first failure cancels the contents
+    not started and raises."""
     with ThreadPoolExecutor(workers) as pool:  # each job is an ffmpeg process, so threads suffice
-        jobs = [pool.submit(content, i) for i in range(len(names))]
+        jobs = [pool.submit(content) for content in contents]
         try:
             for done, job in enumerate(as_completed(jobs), 1):
                 job.result()  # the first failure raises here
@@ -466,7 +458,8 @@ def _build_toy(tmp, names, graphs, sources, codecs, frames, size, workers, log, 
         log(f"toy set: building {len(names)} contents x 4 levels of {' '.join(codecs)} in {root}")
     test = {n for i, n in enumerate(names) if i % 4 == 3}  # every 4th content: each family shows up
     step = _progress(log, len(names), "toy set")
-    rows = _encode_contents(tmp, names, inputs, [codecs] * len(names), frames, size, workers, step)
+    rows = _encode_contents([partial(_build_source, n, inp, codecs, frames, size, tmp, f"work/{i}")
+                             for i, (n, inp) in enumerate(zip(names, inputs))], workers, step)
     for row in rows:
         row["split"] = "test" if row["source"] in test else "train"
     _write_csv(tmp / "toy.csv", rows, TOY_COLUMNS)
@@ -547,10 +540,10 @@ def make_held_out(root, codecs=TOY_HELD_OUT, workers=2, log=print):
         if log:
             log(f"held-out codecs: {len(tests)} test contents x 4 levels of {' '.join(codecs)} in "
                 f"{root / HELD_OUT}")
-        refs = [f"../{ref}" for ref in tests.values()]  # the toy set's, beside this folder
-        frames = [probe(root / ref)["frames"] for ref in tests.values()]
-        rows = _encode_contents(tmp, list(tests), refs, [codecs] * len(tests), frames, None,
-                                workers, _progress(log, len(tests), "held-out codecs"))
+        rows = _encode_contents(  # from the toy set's references, beside this folder
+            [partial(_encode_reference, name, f"../{ref}", probe(root / ref)["frames"], codecs,
+                     tmp, f"work/{i}") for i, (name, ref) in enumerate(tests.items())],
+            workers, _progress(log, len(tests), "held-out codecs"))
         _write_csv(tmp / "toy_vvc.csv", [dict(row, split="test") for row in rows], TOY_COLUMNS)
         shutil.rmtree(tmp / "work")
 
@@ -577,7 +570,9 @@ def _build_corpus(tmp, graphs, chosen, frames, size, workers, log, root):
             f"in {root}")
     inputs = [["-f", "lavfi", "-i", g] for g in graphs.values()]
     step = _progress(log, len(graphs), "corpus")
-    rows = _encode_contents(tmp, list(graphs), inputs, chosen, frames, size, workers, step)
+    rows = _encode_contents([partial(_build_source, n, inp, cs, frames, size, tmp, f"work/{i}")
+                             for i, (n, inp, cs) in enumerate(zip(graphs, inputs, chosen))],
+                            workers, step)
     _write_csv(tmp / "corpus.csv", [dict(row, split="train") for row in rows], TOY_COLUMNS)
     shutil.rmtree(tmp / "work")
 

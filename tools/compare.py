@@ -311,13 +311,11 @@ def main():
     cross = [("small+KD" if r == "teacher" else r, s) for r in cross_rows for s in seeds]
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(lambda job: train(args, *job), jobs))
-        if cross:  # the toy set's test contents in VVC, once (the toy set is built by now)
-            toy.make_held_out(args.data_root)
+        # the toy set's test contents in VVC, built once (the toy set is built by now)
+        held_out = [toy.make_held_out(args.data_root)] if cross else []
         list(pool.map(lambda job: cross_codec(args, *job), sorted(set(cross))))
     sources = {}
-    lists = [os.path.join(args.data_root, "toy.csv")]
-    lists += [os.path.join(args.data_root, toy.HELD_OUT, "toy_vvc.csv")] if cross else []
-    for name in lists:
+    for name in [os.path.join(args.data_root, "toy.csv"), *held_out]:
         sources.update({it["path"]: it["source"] for it in datasets.load_csv(name)})
     table = []
     for row in rows:
